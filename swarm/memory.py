@@ -1,0 +1,201 @@
+"""The shared memory: answers stored under 256-bit random-hyperplane LSH codes of their queries.
+
+Lookup finds candidates through hash bands (entries whose band value equals the query's in any
+band; at most `max_bucket` most recent per bucket), ranks them by exact cosine similarity of the
+stored query to the asked one, and returns the top-k by similarity x fitness. Garbage collection
+evicts the entries with the lowest retention score, fitness x 2^(-age / age_tau).
+
+All of it is vectorised over the whole batch of queries; the per-band sorted index is rebuilt
+lazily after writes (one argsort per band).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from swarm.params import MemoryParams
+
+BITS = 256
+
+
+@dataclass
+class Hits:
+    """Top-k stored answers per query. B queries, k = top_k."""
+
+    response: torch.Tensor  # (B, k, D)
+    fitness: torch.Tensor  # (B, k)
+    similarity: torch.Tensor  # (B, k)
+    agent_id: torch.Tensor  # (B, k) int64
+    valid: torch.Tensor  # (B, k) bool
+
+
+class SharedMemory:
+    """A bounded LSH-indexed store of (query, response, agent id, fitness, timestamp) entries."""
+
+    _FIELDS = ("keys", "query", "response", "agent_id", "fitness", "timestamp", "valid")
+
+    def __init__(self, params: MemoryParams, dim: int, gen: torch.Generator):
+        self.p = params
+        self.dim = dim
+        n = params.capacity
+        self.planes = torch.randn(BITS, dim, generator=gen)  # (256, D) hyperplane normals
+        self.keys = torch.zeros(n, BITS // 8, dtype=torch.uint8)  # (N, 32) LSH codes
+        self.query = torch.zeros(n, dim)  # (N, D) unit queries
+        self.response = torch.zeros(n, dim)  # (N, D)
+        self.agent_id = torch.full((n,), -1, dtype=torch.int64)
+        self.fitness = torch.zeros(n)
+        self.timestamp = torch.zeros(n, dtype=torch.int64)
+        self.valid = torch.zeros(n, dtype=torch.bool)
+        self.evicted = 0
+        self._index: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ---- keys -------------------------------------------------------------------------------
+    def _bits(self, queries: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, 256) bool sign bits."""
+        return queries @ self.planes.T > 0
+
+    def hash(self, queries: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, 32) uint8 packed 256-bit LSH keys."""
+        bits = self._bits(queries).view(-1, BITS // 8, 8).to(torch.uint8)
+        weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+        return (bits * weights).sum(-1, dtype=torch.uint8)
+
+    def _band_values(self, keys: torch.Tensor) -> torch.Tensor:
+        """(N, 32) uint8 keys -> (N, bands) int64 band values of `rows` bits each."""
+        bits = torch.stack([(keys >> s) & 1 for s in range(7, -1, -1)], -1).view(len(keys), BITS)
+        bits = bits[:, : self.p.bands * self.p.rows].view(len(keys), self.p.bands, self.p.rows)
+        weights = 2 ** torch.arange(self.p.rows - 1, -1, -1, dtype=torch.int64)
+        return (bits.long() * weights).sum(-1)
+
+    # ---- index ------------------------------------------------------------------------------
+    def _sorted_index(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per band, entries sorted by (band value, timestamp): returns (sorted keys, order), (bands, N)."""
+        if self._index is None:
+            bands = self._band_values(self.keys).T.contiguous()  # (bands, N)
+            # invalid entries sort to the very end and never match a real band value
+            composite = (bands << 31) | self.timestamp.clamp(0, (1 << 31) - 1)
+            composite[:, ~self.valid] = torch.iinfo(torch.int64).max
+            sorted_keys, order = torch.sort(composite, dim=1, stable=True)
+            self._index = (sorted_keys, order)
+        return self._index
+
+    @property
+    def size(self) -> int:
+        return int(self.valid.sum())
+
+    # ---- lookup -----------------------------------------------------------------------------
+    def lookup(self, queries: torch.Tensor, k: int | None = None) -> Hits:
+        """Top-k stored answers for each query.
+
+        Args:
+            queries: (B, D) unit queries.
+            k: answers per query (default memory.top_k).
+        """
+        k = self.p.top_k if k is None else k
+        b = len(queries)
+        out = Hits(
+            response=torch.zeros(b, k, self.dim),
+            fitness=torch.zeros(b, k),
+            similarity=torch.zeros(b, k),
+            agent_id=torch.full((b, k), -1, dtype=torch.int64),
+            valid=torch.zeros(b, k, dtype=torch.bool),
+        )
+        if k == 0 or self.size == 0:
+            return out
+        sorted_keys, order = self._sorted_index()
+        qbands = self._band_values(self.hash(queries)).T.contiguous()  # (bands, B)
+        lo = torch.searchsorted(sorted_keys, qbands << 31)  # (bands, B)
+        hi = torch.searchsorted(sorted_keys, (qbands << 31) | ((1 << 31) - 1), right=True)
+        lo = torch.maximum(lo, hi - self.p.max_bucket)  # keep the most recent per bucket
+        counts = (hi - lo).flatten()  # (bands * B,)
+        if int(counts.sum()) == 0:
+            return out
+        band_of = torch.arange(self.p.bands).repeat_interleave(b)  # (bands * B,)
+        query_of = torch.arange(b).repeat(self.p.bands)
+        pair_band = band_of.repeat_interleave(counts)  # (C,)
+        pair_query = query_of.repeat_interleave(counts)
+        offset = torch.arange(int(counts.sum())) - (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
+        pair_entry = order[pair_band, lo.flatten().repeat_interleave(counts) + offset]
+        pair = torch.unique(pair_query * len(self.valid) + pair_entry)  # dedup across bands
+        pair_query, pair_entry = pair // len(self.valid), pair % len(self.valid)
+
+        sim = (queries[pair_query] * self.query[pair_entry]).sum(-1)  # (C,) exact cosine
+        keep = sim >= self.p.min_similarity
+        pair_query, pair_entry, sim = pair_query[keep], pair_entry[keep], sim[keep]
+        score = sim * self.fitness[pair_entry].clamp_min(0.0)
+        by_score = torch.argsort(score, descending=True, stable=True)
+        by_query = by_score[torch.argsort(pair_query[by_score], stable=True)]
+        pq, pe = pair_query[by_query], pair_entry[by_query]
+        group = torch.bincount(pq, minlength=b)
+        rank = torch.arange(len(pq)) - (torch.cumsum(group, 0) - group)[pq]
+        top = rank < k
+        pq, pe, rank = pq[top], pe[top], rank[top]
+        out.response[pq, rank] = self.response[pe]
+        out.fitness[pq, rank] = self.fitness[pe]
+        out.similarity[pq, rank] = sim[by_query][top]
+        out.agent_id[pq, rank] = self.agent_id[pe]
+        out.valid[pq, rank] = True
+        return out
+
+    # ---- writes -----------------------------------------------------------------------------
+    def store(
+        self,
+        queries: torch.Tensor,
+        responses: torch.Tensor,
+        agent_id: torch.Tensor,
+        fitness: torch.Tensor,
+        step: int,
+    ) -> None:
+        """Store (B, D) queries with their (B, D) responses, (B,) agent ids and (B,) fitness."""
+        n_new = len(queries)
+        if n_new > len(self.valid):  # keep only the fittest that fit
+            best = torch.topk(fitness, len(self.valid)).indices
+            queries, responses, agent_id, fitness = queries[best], responses[best], agent_id[best], fitness[best]
+            n_new = len(queries)
+        free = (~self.valid).nonzero().squeeze(1)
+        if len(free) < n_new:
+            self.collect_garbage(step, room=n_new)
+            free = (~self.valid).nonzero().squeeze(1)
+        slots = free[:n_new]
+        self.keys[slots] = self.hash(queries)
+        self.query[slots] = queries
+        self.response[slots] = responses
+        self.agent_id[slots] = agent_id
+        self.fitness[slots] = fitness.float()
+        self.timestamp[slots] = step
+        self.valid[slots] = True
+        self._index = None
+
+    def retention(self, step: int) -> torch.Tensor:
+        """(N,) retention score (1 + fitness) / 2 x 2^(-age / age_tau); -inf for free slots."""
+        age = (step - self.timestamp).float()
+        score = (1.0 + self.fitness) / 2 * torch.exp2(-age / self.p.age_tau)
+        return torch.where(self.valid, score, torch.tensor(float("-inf")))
+
+    def collect_garbage(self, step: int, room: int) -> int:
+        """Evict the lowest-retention entries so that `room` slots (+10% slack) are free."""
+        target = min(len(self.valid), room + len(self.valid) // 10)
+        need = target - int((~self.valid).sum())
+        if need <= 0:
+            return 0
+        score = self.retention(step)
+        score[~self.valid] = float("inf")  # never "evict" a free slot
+        victims = torch.topk(score, need, largest=False).indices
+        self.valid[victims] = False
+        self.evicted += need
+        self._index = None
+        return need
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        d = {name: getattr(self, name) for name in self._FIELDS}
+        d["planes"] = self.planes
+        d["evicted"] = torch.tensor(self.evicted)
+        return d
+
+    def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
+        for name in self._FIELDS + ("planes",):
+            setattr(self, name, d[name])
+        self.evicted = int(d["evicted"])
+        self._index = None

@@ -1,0 +1,155 @@
+"""Simulation parameters: frozen pydantic sections, one per subsystem.
+
+`SwarmSpec` holds everything `SwarmModel` needs. `experiments.spec.ExperimentSpec` extends it with
+the run section; YAML keys are the dotted paths of these fields (`mutation.sigma`, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrainParams(_Section):
+    """Every agent's MLP: [query (D) ; memory (M)] -> H -> H -> response (D)."""
+
+    embed_dim: int = Field(64, ge=2, le=4096, description="query and response width D")
+    memory_dim: int = Field(512, ge=1, le=4096, description="agent memory vector width M")
+    hidden: int = Field(128, ge=1, le=4096, description="hidden width H of both hidden layers")
+    memory_rate: float = Field(
+        0.05, ge=0.0, le=1.0,
+        description="how fast an agent's memory vector follows the queries it served, by reward",
+    )
+
+
+class ColonyParams(_Section):
+    count: int = Field(2, ge=1, le=1024, description="number of colonies (shards of the population)")
+    capacity: int = Field(256, ge=1, description="agent slots per colony")
+    initial_agents: int = Field(64, ge=1, description="founders per colony at step 0")
+
+    @model_validator(mode="after")
+    def _fits(self) -> ColonyParams:
+        if self.initial_agents > self.capacity:
+            raise ValueError(
+                f"colony.initial_agents={self.initial_agents} exceeds colony.capacity={self.capacity}"
+            )
+        return self
+
+
+class GossipParams(_Section):
+    fanout: int = Field(4, ge=1, le=64, description="agents asked per query (k)")
+    routed_fraction: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="share of each query's k slots given to the agents whose stored answers for "
+        "similar queries scored best (the rest are drawn at random)",
+    )
+
+
+class MemoryParams(_Section):
+    capacity: int = Field(20000, ge=1, description="entries kept before garbage collection")
+    bands: int = Field(32, ge=1, le=256, description="LSH bands; bands x rows = 256 bits")
+    rows: int = Field(8, ge=1, le=32, description="bits per band")
+    top_k: int = Field(8, ge=0, le=256, description="stored answers returned per query")
+    max_bucket: int = Field(64, ge=1, description="most recent candidates taken from one bucket")
+    min_similarity: float = Field(
+        0.5, ge=-1.0, le=1.0, description="cosine between queries below which a stored answer is no hit"
+    )
+    store: Literal["best", "all"] = Field(
+        "best", description="store each query's best agent answer, or every agent answer"
+    )
+    age_tau: float = Field(
+        500.0, gt=0, description="steps over which an entry's retention score halves with age (GC)"
+    )
+
+    @model_validator(mode="after")
+    def _bits(self) -> MemoryParams:
+        if self.bands * self.rows != 256:
+            raise ValueError(
+                f"memory.bands x memory.rows must be 256 bits, got {self.bands} x {self.rows}"
+            )
+        return self
+
+
+class ConsensusParams(_Section):
+    rule: Literal["weighted_mean", "median", "trimmed_mean"] = Field(
+        "weighted_mean", description="how agent answers and memory hits are combined"
+    )
+    trim: float = Field(0.2, ge=0.0, lt=0.5, description="fraction trimmed at each end (trimmed_mean)")
+    temperature: float = Field(
+        0.05, gt=0, description="softmax temperature on fitness for the weighted mean"
+    )
+
+
+class MutationParams(_Section):
+    sigma: float = Field(0.01, ge=0.0, description="std of Gaussian noise added to child weights")
+    sigma_memory: float = Field(0.001, ge=0.0, description="std of noise added to child memory")
+    noise_table: int = Field(
+        1 << 22, ge=1024, description="size of the shared pre-drawn N(0,1) table (floats)"
+    )
+
+
+class ReplicationParams(_Section):
+    threshold: int = Field(
+        40, ge=1, description="interactions before an agent divides (R, scaled down from 10^4)"
+    )
+
+
+class SelectionParams(_Section):
+    pressure: float = Field(
+        0.1, ge=0.0, le=10.0,
+        description="s: fitter agents divide sooner and weaker agents die first; 0 turns selection off",
+    )
+    temperature: float = Field(
+        0.01, gt=0, description="victim choice is softmax(-s * z / temperature) over fitness z-scores"
+    )
+    idle_limit: int = Field(
+        200, ge=1, description="steps without serving after which an agent is removed first"
+    )
+
+
+class FitnessParams(_Section):
+    tau: float = Field(1000.0, gt=0, description="fitness decay time constant tau_f (interactions)")
+
+
+class EnvironmentParams(_Section):
+    name: Literal["niches"] = Field("niches", description="query stream from the environment registry")
+    niches: int = Field(4, ge=1, le=256, description="number of query niches K")
+    answers_per_niche: int = Field(4, ge=1, le=256, description="distinct right answers per niche")
+    spread: float = Field(0.15, ge=0.0, le=2.0, description="query noise around its sub-cluster")
+    batch: int = Field(64, ge=1, description="queries drawn per step")
+    drift: float = Field(
+        0.0, ge=0.0, le=1.0, description="how far the niche mix moves per 100 steps (0 = fixed)"
+    )
+    thumbs_up: float = Field(0.5, ge=-1.0, le=1.0, description="similarity counted as a thumbs up")
+
+
+class SwarmSpec(_Section):
+    """All simulation settings. YAML keys are `section.field`."""
+
+    brain: BrainParams = BrainParams()
+    colony: ColonyParams = ColonyParams()
+    gossip: GossipParams = GossipParams()
+    memory: MemoryParams = MemoryParams()
+    consensus: ConsensusParams = ConsensusParams()
+    mutation: MutationParams = MutationParams()
+    replication: ReplicationParams = ReplicationParams()
+    selection: SelectionParams = SelectionParams()
+    fitness: FitnessParams = FitnessParams()
+    environment: EnvironmentParams = EnvironmentParams()
+
+    @model_validator(mode="after")
+    def _noise_fits(self) -> SwarmSpec:
+        from swarm.brain import param_count
+
+        n = param_count(self.brain)
+        if self.mutation.noise_table < n + self.brain.memory_dim:
+            raise ValueError(
+                f"mutation.noise_table={self.mutation.noise_table} must hold at least one brain "
+                f"({n} weights) plus a memory vector"
+            )
+        return self

@@ -42,6 +42,7 @@ class SharedMemory:
         n = params.capacity
         self.planes = torch.randn(BITS, dim, generator=gen)  # (256, D) hyperplane normals
         self.keys = torch.zeros(n, BITS // 8, dtype=torch.uint8)  # (N, 32) LSH codes
+        self.bands = torch.zeros(n, params.bands, dtype=torch.int64)  # (N, bands) band values of keys
         self.query = torch.zeros(n, dim)  # (N, D) unit queries
         self.response = torch.zeros(n, dim)  # (N, D)
         self.agent_id = torch.full((n,), -1, dtype=torch.int64)
@@ -53,29 +54,25 @@ class SharedMemory:
 
     # ---- keys -------------------------------------------------------------------------------
     def _bits(self, queries: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, 256) bool sign bits."""
+        """(B, D) -> (B, 256) bool sign bits of the random projections."""
         return queries @ self.planes.T > 0
 
     def hash(self, queries: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, 32) uint8 packed 256-bit LSH keys."""
-        bits = self._bits(queries).view(-1, BITS // 8, 8).to(torch.uint8)
-        weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
-        return (bits * weights).sum(-1, dtype=torch.uint8)
+        return _pack(self._bits(queries))
 
-    def _band_values(self, keys: torch.Tensor) -> torch.Tensor:
-        """(N, 32) uint8 keys -> (N, bands) int64 band values of `rows` bits each."""
-        bits = torch.stack([(keys >> s) & 1 for s in range(7, -1, -1)], -1).view(len(keys), BITS)
-        bits = bits[:, : self.p.bands * self.p.rows].view(len(keys), self.p.bands, self.p.rows)
+    def _band_values(self, bits: torch.Tensor) -> torch.Tensor:
+        """(B, 256) bits -> (B, bands) int64 values of `rows` bits each."""
+        grouped = bits.view(len(bits), self.p.bands, self.p.rows).long()
         weights = 2 ** torch.arange(self.p.rows - 1, -1, -1, dtype=torch.int64)
-        return (bits.long() * weights).sum(-1)
+        return (grouped * weights).sum(-1)
 
     # ---- index ------------------------------------------------------------------------------
     def _sorted_index(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per band, entries sorted by (band value, timestamp): returns (sorted keys, order), (bands, N)."""
         if self._index is None:
-            bands = self._band_values(self.keys).T.contiguous()  # (bands, N)
-            # invalid entries sort to the very end and never match a real band value
-            composite = (bands << 31) | self.timestamp.clamp(0, (1 << 31) - 1)
+            # free slots sort to the very end and never match a real band value
+            composite = ((self.bands.T << 31) | self.timestamp.clamp(0, (1 << 31) - 1)).contiguous()  # (bands, N)
             composite[:, ~self.valid] = torch.iinfo(torch.int64).max
             sorted_keys, order = torch.sort(composite, dim=1, stable=True)
             self._index = (sorted_keys, order)
@@ -105,7 +102,7 @@ class SharedMemory:
         if k == 0 or self.size == 0:
             return out
         sorted_keys, order = self._sorted_index()
-        qbands = self._band_values(self.hash(queries)).T.contiguous()  # (bands, B)
+        qbands = self._band_values(self._bits(queries)).T.contiguous()  # (bands, B)
         lo = torch.searchsorted(sorted_keys, qbands << 31)  # (bands, B)
         hi = torch.searchsorted(sorted_keys, (qbands << 31) | ((1 << 31) - 1), right=True)
         lo = torch.maximum(lo, hi - self.p.max_bucket)  # keep the most recent per bucket
@@ -159,7 +156,9 @@ class SharedMemory:
             self.collect_garbage(step, room=n_new)
             free = (~self.valid).nonzero().squeeze(1)
         slots = free[:n_new]
-        self.keys[slots] = self.hash(queries)
+        bits = self._bits(queries)
+        self.keys[slots] = _pack(bits)
+        self.bands[slots] = self._band_values(bits)
         self.query[slots] = queries
         self.response[slots] = responses
         self.agent_id[slots] = agent_id
@@ -197,5 +196,19 @@ class SharedMemory:
     def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
         for name in self._FIELDS + ("planes",):
             setattr(self, name, d[name])
+        self.bands = self._band_values(_unpack(self.keys))
         self.evicted = int(d["evicted"])
         self._index = None
+
+
+_BYTE_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+
+
+def _pack(bits: torch.Tensor) -> torch.Tensor:
+    """(B, 256) bool -> (B, 32) uint8, most significant bit first."""
+    return (bits.view(len(bits), -1, 8).to(torch.uint8) * _BYTE_WEIGHTS).sum(-1, dtype=torch.uint8)
+
+
+def _unpack(keys: torch.Tensor) -> torch.Tensor:
+    """(B, 32) uint8 -> (B, 256) bool."""
+    return (keys.unsqueeze(-1) & _BYTE_WEIGHTS).bool().view(len(keys), -1)

@@ -44,7 +44,7 @@ class ColonyParams(_Section):
 class GossipParams(_Section):
     fanout: int = Field(4, ge=1, le=64, description="agents asked per query (k)")
     routed_fraction: float = Field(
-        0.25, ge=0.0, le=1.0,
+        0.5, ge=0.0, le=1.0,
         description="share of each query's k slots given to the agents whose stored answers for "
         "similar queries scored best (the rest are drawn at random)",
     )
@@ -52,8 +52,8 @@ class GossipParams(_Section):
 
 class MemoryParams(_Section):
     capacity: int = Field(20000, ge=1, description="entries kept before garbage collection")
-    bands: int = Field(32, ge=1, le=256, description="LSH bands; bands x rows = 256 bits")
-    rows: int = Field(8, ge=1, le=32, description="bits per band")
+    bands: int = Field(16, ge=1, le=256, description="LSH bands; bands x rows = 256 bits")
+    rows: int = Field(16, ge=1, le=32, description="bits per band")
     top_k: int = Field(8, ge=0, le=256, description="stored answers returned per query")
     max_bucket: int = Field(64, ge=1, description="most recent candidates taken from one bucket")
     min_similarity: float = Field(

@@ -1,0 +1,47 @@
+"""Consensus rules: combine candidate answers (agents' and memory hits') into one per query.
+
+Every rule takes candidates (B, n, D), their fitness (B, n) and a validity mask (B, n), and
+returns (B, D) unit answers. `REGISTRY` maps the spec's `consensus.rule` to the function.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch.nn.functional import normalize
+
+from swarm.params import ConsensusParams
+
+
+def weighted_mean(x: torch.Tensor, fitness: torch.Tensor, valid: torch.Tensor, p: ConsensusParams) -> torch.Tensor:
+    """Softmax(fitness / temperature)-weighted mean of the valid candidates."""
+    logits = (fitness / p.temperature).masked_fill(~valid, float("-inf"))  # (B, n)
+    w = torch.softmax(logits, dim=1).nan_to_num(0.0)  # a row with no candidate gets zeros
+    return normalize((w.unsqueeze(-1) * x).sum(1), dim=-1)
+
+
+def median(x: torch.Tensor, fitness: torch.Tensor, valid: torch.Tensor, p: ConsensusParams) -> torch.Tensor:
+    """Coordinate-wise median of the valid candidates (robust to a minority of outliers)."""
+    masked = x.masked_fill(~valid.unsqueeze(-1), float("nan"))
+    return normalize(torch.nanmedian(masked, dim=1).values.nan_to_num(0.0), dim=-1)
+
+
+def trimmed_mean(x: torch.Tensor, fitness: torch.Tensor, valid: torch.Tensor, p: ConsensusParams) -> torch.Tensor:
+    """Coordinate-wise mean after dropping floor(trim x n_valid) values at each end."""
+    n_valid = valid.sum(1, keepdim=True)  # (B, 1)
+    cut = torch.floor(p.trim * n_valid.float()).long()  # (B, 1)
+    sorted_x = x.masked_fill(~valid.unsqueeze(-1), float("inf")).sort(dim=1).values  # invalid last
+    rank = torch.arange(x.shape[1]).view(1, -1)  # (1, n)
+    keep = (rank >= cut) & (rank < n_valid - cut)  # (B, n)
+    total = sorted_x.masked_fill(~keep.unsqueeze(-1), 0.0).sum(1)
+    return normalize(total / keep.sum(1, keepdim=True).clamp_min(1), dim=-1)
+
+
+Rule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, ConsensusParams], torch.Tensor]
+
+REGISTRY: dict[str, Rule] = {
+    "weighted_mean": weighted_mean,
+    "median": median,
+    "trimmed_mean": trimmed_mean,
+}

@@ -1,0 +1,216 @@
+"""`SwarmModel`: the whole simulation as a mesa Model whose agents are colonies.
+
+One step (DESIGN.md, system 1): the environment draws a batch of queries -> the shared memory
+returns the best stored answers for similar queries -> gossip picks k agents per query (some
+routed to the authors of the best hits) -> every colony answers its pairs in one batched pass ->
+consensus over agent answers and memory hits -> feedback becomes fitness -> each query's best
+agent answer is stored -> counters rise -> agents past their threshold divide -> metrics.
+
+Every random draw comes from one generator seeded from the mesa model's seeded rng.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import mesa
+import torch
+
+from swarm import brain, consensus, evolution, gossip
+from swarm.colony import Colony, ColonyState
+from swarm.environment import REGISTRY as ENVIRONMENTS
+from swarm.lineage import LineageLog
+from swarm.memory import SharedMemory
+from swarm.metrics import quantiles, specialization_index
+from swarm.noise import NoiseTable
+from swarm.params import SwarmSpec
+
+METRICS = (
+    "population", "births", "deaths", "queries", "fitness_mean", "fitness_max", "fitness_p10",
+    "fitness_p50", "fitness_p90", "quality", "agent_quality", "accuracy", "thumbs_up",
+    "memory_entries", "memory_hit_rate", "memory_evictions", "routed_share", "specialization",
+    "lineages", "seconds",
+)
+
+
+class SwarmModel(mesa.Model):
+    """The swarm. `step()` advances one batch of queries; `metrics` holds the last step's values."""
+
+    def __init__(self, spec: SwarmSpec, seed: int = 0):
+        super().__init__(seed=seed)
+        self.spec = spec
+        self.gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        d, m = spec.brain.embed_dim, spec.brain.memory_dim
+        self.environment = ENVIRONMENTS[spec.environment.name](spec.environment, d, self.gen)
+        self.memory = SharedMemory(spec.memory, d, self.gen)
+        self.noise = NoiseTable(spec.mutation.noise_table, self.gen)
+        self.projection = torch.randn(d, m, generator=self.gen) / math.sqrt(d)  # (D, M) query -> memory
+        self.lineage = LineageLog()
+        self.totals = {"births": 0, "deaths": 0, "queries": 0}
+        self.capacity = spec.colony.capacity
+        n0, n_params = spec.colony.initial_agents, brain.param_count(spec.brain)
+        self.colonies: list[Colony] = []
+        for c in range(spec.colony.count):
+            st = ColonyState.empty(self.capacity, n_params, m, spec.environment.niches)
+            ids = torch.arange(c * n0, (c + 1) * n0)
+            st.params[:n0] = brain.init_params(n0, spec.brain, self.gen)
+            st.alive[:n0] = True
+            st.agent_id[:n0] = ids
+            st.root_id[:n0] = ids
+            self.colonies.append(Colony(self, c, st, spec.brain))
+            self.lineage.add_births(ids, torch.full_like(ids, -1), ids, torch.full_like(ids, c), 0)
+        self.next_id = spec.colony.count * n0
+        self.metrics: dict[str, float] = {name: 0.0 for name in METRICS}
+        self.datacollector = mesa.DataCollector(
+            model_reporters={name: (lambda model, key=name: model.metrics[key]) for name in METRICS}
+        )
+
+    # ---- views over all colonies -------------------------------------------------------------
+    @property
+    def states(self) -> list[ColonyState]:
+        return [c.state for c in self.colonies]
+
+    def _global(self, name: str) -> torch.Tensor:
+        """(C * S, ...) per-slot tensor `name` across colonies; global index = colony * S + slot."""
+        return torch.cat([getattr(st, name) for st in self.states])
+
+    def _locate(self, agent_ids: torch.Tensor) -> torch.Tensor:
+        """Global slot index of each agent id, -1 where the agent is dead or the id is -1."""
+        ids = self._global("agent_id")
+        order = torch.argsort(ids)
+        pos = torch.searchsorted(ids[order], agent_ids).clamp_max(len(ids) - 1)
+        found = (ids[order][pos] == agent_ids) & (agent_ids >= 0)
+        return torch.where(found, order[pos], torch.full_like(agent_ids, -1))
+
+    # ---- one step ----------------------------------------------------------------------------
+    def step(self) -> None:
+        t0 = time.perf_counter()
+        spec, step = self.spec, self.steps
+        batch = self.environment.sample(step, self.gen)
+        b, k = len(batch.queries), spec.gossip.fanout
+        hits = self.memory.lookup(batch.queries)
+
+        alive = self._global("alive").nonzero().squeeze(1)  # (N,)
+        chosen, routed = gossip.assign(
+            alive, self._locate(hits.agent_id), k, spec.gossip.routed_fraction, self.gen
+        )  # (B, k)
+        pair_agent = chosen.flatten()  # (B k,)
+        pair_query = torch.arange(b).repeat_interleave(k)  # (B k,)
+        answers = torch.empty(b * k, spec.brain.embed_dim)
+        for colony in self.colonies:
+            mine = (pair_agent // self.capacity) == colony.index
+            answers[mine] = colony.answer(pair_agent[mine] % self.capacity, batch.queries[pair_query[mine]])
+        answers = answers.view(b, k, -1)  # (B, k, D)
+
+        fitness = self._global("fitness")  # (C S,)
+        candidates = torch.cat([answers, hits.response], 1)  # (B, k + h, D)
+        weight = torch.cat([fitness[chosen], hits.fitness * hits.similarity], 1)
+        valid = torch.cat([torch.ones(b, k, dtype=torch.bool), hits.valid], 1)
+        answer = consensus.REGISTRY[spec.consensus.rule](candidates, weight, valid, spec.consensus)
+        quality = self.environment.feedback(answer, batch.target)  # (B,)
+        rewards = self.environment.feedback(answers, batch.target.unsqueeze(1))  # (B, k)
+
+        signal = (batch.queries @ self.projection)[pair_query] * rewards.flatten().unsqueeze(1)
+        decay = math.exp(-1.0 / spec.fitness.tau)
+        for colony in self.colonies:
+            mine = (pair_agent // self.capacity) == colony.index
+            colony.record(
+                pair_agent[mine] % self.capacity, rewards.flatten()[mine], batch.niche[pair_query[mine]],
+                signal[mine], step, decay, spec.brain.memory_rate,
+            )
+        self._store(batch.queries, answers, rewards, chosen, step)
+
+        births, died = evolution.divide(self.states, spec, self.noise, step, self.next_id, self.gen)
+        self.next_id += len(births.agent_id)
+        self.lineage.add_births(births.agent_id, births.parent_id, births.root_id, births.colony, step)
+        self.lineage.add_deaths(died, step)
+        self.last_births, self.last_deaths = births, died
+        self.totals["births"] += len(births.agent_id)
+        self.totals["deaths"] += len(died)
+        self.totals["queries"] += b
+
+        self._measure(births, died, quality, rewards, answer, batch, hits, routed, time.perf_counter() - t0)
+        self.datacollector.collect(self)
+
+    def _store(self, queries, answers, rewards, chosen, step) -> None:
+        """Write each query's best agent answer (or all of them) to the shared memory."""
+        ids = self._global("agent_id")[chosen]  # (B, k)
+        if self.spec.memory.store == "best":
+            best = rewards.argmax(1)  # (B,)
+            rows = torch.arange(len(queries))
+            self.memory.store(queries, answers[rows, best], ids[rows, best], rewards[rows, best], step)
+        else:
+            k = chosen.shape[1]
+            self.memory.store(
+                queries.repeat_interleave(k, 0), answers.flatten(0, 1), ids.flatten(), rewards.flatten(), step
+            )
+
+    def _measure(self, births, died, quality, rewards, answer, batch, hits, routed, seconds) -> None:
+        alive = self._global("alive")
+        fit = self._global("fitness")[alive]
+        p10, p50, p90 = quantiles(fit, (0.1, 0.5, 0.9))
+        k = self.spec.environment.niches
+        self.metrics = {
+            "population": float(alive.sum()),
+            "births": float(len(births.agent_id)),
+            "deaths": float(len(died)),
+            "queries": float(len(quality)),
+            "fitness_mean": float(fit.mean()) if len(fit) else 0.0,
+            "fitness_max": float(fit.max()) if len(fit) else 0.0,
+            "fitness_p10": p10, "fitness_p50": p50, "fitness_p90": p90,
+            "quality": float(quality.mean()),
+            "agent_quality": float(rewards.mean()),
+            "accuracy": float((self.environment.decode(answer) == batch.label).float().mean()),
+            "thumbs_up": float((quality > self.spec.environment.thumbs_up).float().mean()),
+            "memory_entries": float(self.memory.size),
+            "memory_hit_rate": float(hits.valid.any(1).float().mean()),
+            "memory_evictions": float(self.memory.evicted),
+            "routed_share": float(routed.float().mean()),
+            "specialization": specialization_index(self._global("niche_served")[alive], 5.0 * k),
+            "lineages": float(len(torch.unique(self._global("root_id")[alive]))),
+            "seconds": seconds,
+        }
+
+    # ---- snapshots and checkpoints -----------------------------------------------------------
+    def agent_table(self) -> dict[str, torch.Tensor]:
+        """Living agents: id, parent, root, colony, fitness, counter, birth step, niche profiles."""
+        alive = self._global("alive")
+        colony = torch.arange(len(self.colonies)).repeat_interleave(self.capacity)
+        return {
+            "agent_id": self._global("agent_id")[alive],
+            "parent_id": self._global("parent_id")[alive],
+            "root_id": self._global("root_id")[alive],
+            "colony": colony[alive],
+            "fitness": self._global("fitness")[alive],
+            "counter": self._global("counter")[alive],
+            "birth_step": self._global("birth_step")[alive],
+            "niche_served": self._global("niche_served")[alive],
+            "niche_reward": self._global("niche_reward")[alive],
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "next_id": self.next_id,
+            "totals": dict(self.totals),
+            "colonies": [st.to_dict() for st in self.states],
+            "memory": self.memory.state_dict(),
+            "lineage": self.lineage.state_dict(),
+            "torch_rng": self.gen.get_state(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "python_rng": self.random.getstate(),
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.steps = int(d["steps"])
+        self.next_id = int(d["next_id"])
+        self.totals = {key: int(v) for key, v in d["totals"].items()}
+        for colony, st in zip(self.colonies, d["colonies"], strict=True):
+            colony.state = ColonyState.from_dict(st)
+        self.memory.load_state_dict(d["memory"])
+        self.lineage.load_state_dict(d["lineage"])
+        self.gen.set_state(d["torch_rng"])
+        self.rng.bit_generator.state = d["numpy_rng"]
+        self.random.setstate(d["python_rng"])

@@ -47,9 +47,17 @@ def run(
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run from its last checkpoint."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    dashboard: bool = typer.Option(False, "--dashboard", help="Also serve the live dashboard for --out."),
+    port: int = typer.Option(8501, help="Dashboard port (with --dashboard)."),
 ) -> None:
     """Run a swarm experiment (serial backend), or --resume RUN_DIR."""
     from experiments.runner import resume_run, start_run
+
+    if dashboard:
+        from dashboard.launch import start
+
+        root = resume.parent if resume is not None else out
+        start(root, host="127.0.0.1", port=port, wait=False)
 
     if resume is not None:
         if config is not None or set_ or seed is not None:
@@ -64,6 +72,18 @@ def run(
         typer.echo(json.dumps(summary))
     else:
         typer.echo(f"run directory: {summary['run_dir']}")
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    root: Path = typer.Argument(Path("runs"), help="Runs root to show."),
+    port: int = typer.Option(8501, help="Port to serve on."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (localhost unless told otherwise)."),
+) -> None:
+    """Serve the live dashboard (Streamlit) for every run under ROOT."""
+    from dashboard.launch import start
+
+    start(root, host=host, port=port, wait=True)
 
 
 def main() -> None:

@@ -2,12 +2,235 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
 
 app = typer.Typer(help="Take real models apart into genes, measure, dedup and recombine them.",
                   no_args_is_help=True)
 
+_JSON = typer.Option(False, "--json", help="Print one JSON object as the last line.")
+_ORGANS_HELP = ("Tensors to select: roles/domains (organ, skeleton, norm, mlp ...) or globs on canonical or "
+                "original names (blk.*.ffn_*), comma-separated.")
+
 
 @app.callback()
 def _genome() -> None:
-    """Genome tools (GGUF, safetensors, PyTorch)."""
+    """Genome tools (GGUF, safetensors, PyTorch, Hugging Face folders, organ folders)."""
+
+
+def _console() -> Any:
+    import sys
+
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f}"
+
+
+def _totals_table(totals: dict[str, dict[str, int]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="totals per role")
+    for col in ("role", "tensors", "params", "MB"):
+        table.add_column(col, justify="left" if col == "role" else "right")
+    for role, t in totals.items():
+        table.add_row(role, str(t["tensors"]), f"{t['params']:,}", _mb(t["bytes"]))
+    table.add_row("all", str(sum(t["tensors"] for t in totals.values())),
+                  f"{sum(t['params'] for t in totals.values()):,}", _mb(sum(t["bytes"] for t in totals.values())))
+    return table
+
+
+@app.command()
+def inspect(
+    model: Path = typer.Argument(..., help="GGUF, safetensors, PyTorch file, HF folder or organ folder."),
+    organs: Optional[str] = typer.Option(None, help=_ORGANS_HELP),
+    measure: bool = typer.Option(True, help="Measure each tensor (sampled) to give its quality tier."),
+    json_out: bool = _JSON,
+) -> None:
+    """A table of every tensor (name, canonical name, role, domain, subtype, shape, dtype, tier)
+    and totals per role."""
+    from rich.table import Table
+
+    from genome.formats import open_model
+    from genome.organs import anatomy, totals_by_role
+
+    with open_model(model) as reader:
+        rows = anatomy(reader, measure=measure, organs=organs)
+        header = f"{model}  format={reader.format}  arch={reader.arch or '?'}  tensors={len(reader)}"
+    totals = totals_by_role(rows)
+    if json_out:
+        typer.echo(json.dumps({"model": str(model), "tensors": rows, "totals": totals}))
+        return
+    table = Table(title=header)
+    for col in ("name", "canonical", "role", "domain", "subtype", "shape", "dtype", "tier"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["canonical"], r["role"], r["domain"], r["subtype"],
+                      "x".join(map(str, r["shape"])) or "()", r["dtype"], r.get("tier", "-"))
+    console = _console()
+    console.print(table)
+    console.print(_totals_table(totals))
+
+
+@app.command()
+def extract(
+    model: Path = typer.Argument(..., help="Model to take apart."),
+    out_dir: Path = typer.Argument(..., help="Organ folder to create (absent or empty)."),
+    measure: bool = typer.Option(True, help="Store entropy/kurtosis/theta/score per tensor."),
+    json_out: bool = _JSON,
+) -> None:
+    """Write one .bin per tensor plus manifest.json (names, roles, shapes, dtypes, sizes, hashes,
+    measurements, source metadata)."""
+    from genome.organs import extract as run
+
+    manifest = run(model, out_dir, measure=measure)
+    summary = {"out": str(out_dir), "tensors": len(manifest["tensors"]), "totals": manifest["totals"]}
+    if json_out:
+        typer.echo(json.dumps(summary))
+        return
+    console = _console()
+    console.print(f"extracted {summary['tensors']} tensors from {model} into {out_dir}")
+    console.print(_totals_table(manifest["totals"]))
+
+
+@app.command()
+def graft(
+    recipient: Path = typer.Argument(..., help="Model that receives the organs (never changed)."),
+    donor: Path = typer.Argument(..., help="Model or organ folder that gives them."),
+    out: Path = typer.Argument(..., help="Output: .gguf, .safetensors, or a folder (organ folder)."),
+    organs: str = typer.Option(..., help=_ORGANS_HELP),
+    direct: Optional[bool] = typer.Option(None, "--direct/--rewrite",
+                                          help="GGUF to GGUF: overwrite bytes in a copy (default when possible), "
+                                               "or rewrite the file."),
+    json_out: bool = _JSON,
+) -> None:
+    """Replace the recipient's selected tensors with the donor's (same shapes and dtypes)."""
+    from genome.organs import graft as run
+
+    result = run(recipient, donor, organs, out, direct=direct)
+    summary = {"out": str(result.out), "mode": result.mode, "replaced": len(result.replaced),
+               "bytes_replaced": result.bytes_replaced}
+    if json_out:
+        typer.echo(json.dumps(summary))
+        return
+    _console().print(f"grafted {summary['replaced']} tensors ({_mb(result.bytes_replaced)} MB) from {donor} "
+                     f"into a copy of {recipient}: {out} ({result.mode})")
+
+
+@app.command()
+def assemble(
+    source: Path = typer.Argument(..., help="Organ folder (or any model, to convert)."),
+    out: Path = typer.Argument(..., help="OUT.gguf or OUT.safetensors."),
+) -> None:
+    """Rebuild a model file from an organ folder (GGUF with 32-byte alignment, or safetensors)."""
+    from genome.organs import assemble as run
+
+    kind = run(source, out)
+    _console().print(f"assembled {source} into {out} ({kind})")
+
+
+@app.command()
+def measure(
+    model: Path = typer.Argument(..., help="Model to measure."),
+    organs: Optional[str] = typer.Option(None, help=_ORGANS_HELP),
+    json_out: bool = _JSON,
+) -> None:
+    """Entropy, kurtosis, scale-coherence theta, quality score and tier of each tensor."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    from genome.formats import open_model
+    from genome.organs import anatomy
+
+    with open_model(model) as reader:
+        rows = anatomy(reader, measure=True, organs=organs)
+    tiers = Counter(r["tier"] for r in rows)
+    if json_out:
+        typer.echo(json.dumps({"model": str(model), "tensors": rows, "tiers": dict(tiers)}))
+        return
+    table = Table(title=f"{model}: measured on <= 100k sampled values per tensor")
+    for col in ("canonical", "role", "entropy", "kurtosis", "theta", "zeros", "score", "tier"):
+        table.add_column(col, justify="left" if col in ("canonical", "role", "tier") else "right")
+    for r in rows:
+        table.add_row(r["canonical"], r["role"], f"{r['entropy']:.3f}", f"{r['kurtosis']:.2f}",
+                      f"{r['theta']:.1f}", f"{r['zero_frac']:.3f}", f"{r['score']:.1f}", r["tier"])
+    console = _console()
+    console.print(table)
+    console.print("tiers: " + ", ".join(f"{t} {tiers[t]}" for t in ("PRISTINE", "HEALTHY", "DEGRADED", "DEAD")))
+
+
+@app.command()
+def purify(
+    model: Path = typer.Argument(..., help="Model to purify."),
+    out: Path = typer.Argument(..., help="Output: .gguf, .safetensors, or a folder."),
+    strength: float = typer.Option(0.5, help="0 keeps everything, 1 removes every incoherent component."),
+    organs: str = typer.Option("organ,skeleton", help=_ORGANS_HELP),
+    probes: int = typer.Option(64, help="Gaussian probe inputs for the output-shift check."),
+    json_out: bool = _JSON,
+) -> None:
+    """Haar-wavelet cross-scale coherence purification; reports measures before/after and how
+    far each layer's outputs moved on probe inputs."""
+    from rich.table import Table
+
+    from genome.transforms import purify_model
+
+    reports = purify_model(model, out, strength=strength, organs=organs, n_probes=probes)
+    rows = [{"name": n, "theta_before": r.before.theta, "theta_after": r.after.theta,
+             "score_before": r.before.score, "score_after": r.after.score, "weight_change": r.weight_change,
+             "output_shift": r.output_shift, "output_cosine": r.output_cosine} for n, r in reports]
+    if json_out:
+        typer.echo(json.dumps({"out": str(out), "strength": strength, "tensors": rows}))
+        return
+    table = Table(title=f"purified {len(rows)} tensors (strength {strength}) -> {out}")
+    for col in ("name", "theta", "score", "weight change", "output shift", "output cos"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    for r in rows:
+        table.add_row(r["name"], f"{r['theta_before']:.1f} -> {r['theta_after']:.1f}",
+                      f"{r['score_before']:.0f} -> {r['score_after']:.0f}", f"{r['weight_change']:.4f}",
+                      f"{r['output_shift']:.4f}", f"{r['output_cosine']:.4f}")
+    _console().print(table)
+
+
+@app.command()
+def quantize(
+    model: Path = typer.Argument(..., help="Model to compress (for bitdelta: the fine-tuned model)."),
+    out: Path = typer.Argument(..., help="Packed output, OUT.safetensors."),
+    method: str = typer.Option("absmean", help="absmean or twn (ternary, 2-bit packed), or bitdelta (1-bit)."),
+    base: Optional[Path] = typer.Option(None, help="bitdelta: the base model the delta is taken against."),
+    per_row: bool = typer.Option(False, help="bitdelta: one scale per row instead of per tensor."),
+    organs: str = typer.Option("organ,skeleton", help=_ORGANS_HELP),
+    json_out: bool = _JSON,
+) -> None:
+    """Ternary (absmean / TWN) or BitDelta quantisation with packing; reports the measured
+    compression ratio and reconstruction error of each tensor."""
+    from rich.table import Table
+
+    from genome.transforms import quantize_model
+
+    rows = quantize_model(model, out, method=method, organs=organs, base=base, per_row=per_row)
+    orig = sum(r["original_bytes"] for r in rows)
+    packed = sum(r["packed_bytes"] for r in rows)
+    summary = {"out": str(out), "method": method, "tensors": len(rows), "original_bytes": orig,
+               "packed_bytes": packed, "ratio": orig / max(packed, 1),
+               "mean_rel_error": sum(r["rel_error"] for r in rows) / max(len(rows), 1),
+               "file_bytes": out.stat().st_size}
+    if json_out:
+        typer.echo(json.dumps({**summary, "rows": rows}))
+        return
+    table = Table(title=f"{method}: {len(rows)} tensors -> {out}")
+    for col in ("name", "shape", "ratio", "rel error", "weight rel error"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    for r in rows:
+        table.add_row(r["name"], "x".join(map(str, r["shape"])), f"{r['ratio']:.2f}", f"{r['rel_error']:.4f}",
+                      f"{r['weight_rel_error']:.4f}")
+    console = _console()
+    console.print(table)
+    console.print(f"quantised tensors: {_mb(orig)} MB -> {_mb(packed)} MB (ratio {summary['ratio']:.2f}), "
+                  f"mean relative error {summary['mean_rel_error']:.4f}; file {_mb(summary['file_bytes'])} MB")

@@ -1,0 +1,160 @@
+"""Organ folders: one ``.bin`` per tensor (its exact stored bytes) plus ``manifest.json``.
+
+The manifest holds everything needed to rebuild the model: names (original and canonical),
+shapes, dtypes, byte sizes, a BLAKE3 content hash per file, the source model's metadata and
+architecture, and whatever per-tensor annotations the writer adds (role, measurements).
+Reading verifies each file's size on open and its hash on read, so a damaged organ is caught
+before it is assembled into a model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from genome.errors import BadInput
+from genome.formats.atomic import atomic_dir
+from genome.formats.base import MetaEntry, ModelReader, TensorInfo
+
+MANIFEST = "manifest.json"
+FORMAT_TAG = "cogitans-organs"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def content_hash(raw: np.ndarray) -> str:
+    """BLAKE3 hex digest of a tensor's stored bytes."""
+    import blake3
+
+    return blake3.blake3(memoryview(np.ascontiguousarray(raw)), max_threads=blake3.blake3.AUTO).hexdigest()
+
+
+class OrganDirModel(ModelReader):
+    """An organ folder written by `write_organ_dir` (``cogitans genome extract``)."""
+
+    format = "organs"
+
+    def __init__(self, path: Path, verify: bool = True) -> None:
+        super().__init__(path)
+        self.verify = verify
+        self.manifest = read_manifest(self.path)
+        self.arch = self.manifest.get("arch")
+        self.metadata = {m["key"]: MetaEntry(m["value"], m["type"], m.get("sub_type"))
+                         for m in self.manifest.get("metadata", [])}
+        self._entries: dict[str, dict[str, Any]] = {}
+        infos = []
+        for entry in self.manifest["tensors"]:
+            file = self.path / entry["file"]
+            if not file.is_file():
+                raise BadInput(f"{self.path}: organ file {entry['file']} listed in {MANIFEST} is missing")
+            if file.stat().st_size != int(entry["nbytes"]):
+                raise BadInput(f"{file}: {file.stat().st_size} bytes, manifest says {entry['nbytes']}")
+            self._entries[entry["name"]] = entry
+            infos.append(TensorInfo(name=entry["name"], shape=tuple(entry["shape"]), dtype=entry["dtype"],
+                                    nbytes=int(entry["nbytes"])))
+        self._set_infos(infos)
+
+    def entry(self, name: str) -> dict[str, Any]:
+        """The manifest entry of `name` (role, measurements, hash ...)."""
+        self.info(name)
+        return self._entries[name]
+
+    def raw(self, name: str) -> np.ndarray:
+        """The organ file's bytes (memory-mapped), hash-checked when `verify`: uint8, (nbytes,)."""
+        entry = self.entry(name)
+        if int(entry["nbytes"]) == 0:
+            return np.zeros(0, np.uint8)
+        raw = np.memmap(self.path / entry["file"], mode="r", dtype=np.uint8)
+        if self.verify and entry.get("blake3") and content_hash(raw) != entry["blake3"]:
+            raise BadInput(f"{self.path / entry['file']}: content hash does not match {MANIFEST}; "
+                           f"the organ file was changed or damaged")
+        return raw
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """Load and check ``manifest.json`` of an organ folder."""
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{folder}: no {MANIFEST}; not an organ folder") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadInput(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_TAG \
+            or not isinstance(manifest.get("tensors"), list):
+        raise BadInput(f"{path}: not a Cogitans organ manifest (expected format {FORMAT_TAG!r} and a tensor list)")
+    for entry in manifest["tensors"]:
+        missing = {"name", "file", "shape", "dtype", "nbytes"} - set(entry)
+        if missing:
+            raise BadInput(f"{path}: tensor entry {entry.get('name', '?')!r} lacks {sorted(missing)}")
+    return manifest
+
+
+def organ_file_names(infos: list[TensorInfo]) -> list[str]:
+    """A unique, filesystem-safe ``.bin`` name per tensor, from its canonical name."""
+    names, used = [], set()
+    for i, info in enumerate(infos):
+        stem = _UNSAFE.sub("_", info.canonical or info.name).strip("._")[:180] or f"tensor{i}"
+        name = f"{stem}.bin"
+        if name.lower() in used:
+            name = f"{stem}.{i}.bin"
+        used.add(name.lower())
+        names.append(name)
+    return names
+
+
+def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np.ndarray]]],
+                    metadata: dict[str, MetaEntry], arch: str | None, source: dict[str, Any],
+                    annotate: Callable[[TensorInfo, np.ndarray], dict[str, Any]] | None = None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write an organ folder atomically, one tensor at a time.
+
+    Args:
+        out: folder to create (absent or empty).
+        items: (info, read raw bytes) per tensor, in model order.
+        metadata: the source model's metadata, kept in the manifest.
+        arch: architecture name, or None.
+        source: description of the source model (path, format, bytes).
+        annotate: optional extra manifest fields per tensor, computed from its raw bytes.
+        extra: optional extra top-level manifest fields (totals, provenance).
+
+    Returns:
+        The manifest written.
+    """
+    items = list(items)
+    files = organ_file_names([info for info, _ in items])
+    entries = []
+    with atomic_dir(out) as tmp:
+        for (info, read), file in zip(items, files):
+            raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
+            if raw.nbytes != info.nbytes:
+                raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
+            with (tmp / file).open("wb") as fh:
+                fh.write(memoryview(raw))
+            entry = {"name": info.name, "canonical": info.canonical or info.name, "file": file,
+                     "shape": list(info.shape), "dtype": info.dtype, "nbytes": info.nbytes,
+                     "blake3": content_hash(raw)}
+            if annotate is not None:
+                entry.update(annotate(info, raw))
+            entries.append(entry)
+        manifest = {"format": FORMAT_TAG, "version": 1, "arch": arch, "source": source,
+                    "metadata": [{"key": k, "type": e.type, "sub_type": e.sub_type, "value": e.value}
+                                 for k, e in metadata.items()],
+                    "tensors": entries, **(extra or {})}
+        (tmp / MANIFEST).write_text(json.dumps(_finite(manifest), indent=1, allow_nan=False))
+    return manifest
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN/Inf: store them as None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

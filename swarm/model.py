@@ -11,6 +11,7 @@ Every random draw comes from one generator seeded from the mesa model's seeded r
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Any
@@ -204,6 +205,8 @@ class SwarmModel(mesa.Model):
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Restore a `state_dict()`; the tensors are copied, never shared with `d`."""
+        d = copy.deepcopy(d)
         self.steps = int(d["steps"])
         self.next_id = int(d["next_id"])
         self.totals = {key: int(v) for key, v in d["totals"].items()}

@@ -46,9 +46,9 @@ def stratified_indices(n: int, k: int = MAX_SAMPLES, seed: int = 0) -> np.ndarra
     if n <= k:
         return np.arange(n, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    stride = n / k
-    idx = np.floor(np.arange(k) * stride + rng.random(k) * stride).astype(np.int64)
-    return np.minimum(idx, n - 1)
+    bounds = np.arange(k + 1, dtype=np.int64) * n // k  # k non-empty integer strata
+    width = np.diff(bounds)
+    return bounds[:-1] + np.minimum((rng.random(k) * width).astype(np.int64), width - 1)
 
 
 def sample_values(raw: np.ndarray, info: TensorInfo, k: int = MAX_SAMPLES, seed: int = 0) -> np.ndarray:

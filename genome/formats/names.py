@@ -58,13 +58,12 @@ def canonical_names(names: list[str], arch: str | None) -> dict[str, str]:
         arch: gguf architecture name (see `gguf_arch`) or None.
 
     Returns:
-        name -> canonical name. Unmapped names map to themselves; if two names would share a
-        canonical name the later one keeps its own name, so the result is always one-to-one.
+        name -> canonical name. Unmapped names map to themselves; if a name would take a canonical
+        name that is already taken, it keeps its own name, so the result is always one-to-one.
     """
     n_blocks = count_blocks(names)
     archs = ([arch] if arch else []) + [a for a in FALLBACK_ARCHS if a != arch]
     out: dict[str, str] = {}
-    used: set[str] = set()
     pending = list(names)
     for a in archs:
         if not pending:
@@ -78,11 +77,14 @@ def canonical_names(names: list[str], arch: str | None) -> dict[str, str]:
             else:
                 out[name] = canon
         pending = still
+    # one-to-one: names already canonical keep themselves; a clash falls back to the original name
+    used = {name for name in names if out.get(name, name) == name}
     result: dict[str, str] = {}
-    for name in names:  # keep file order and make the mapping one-to-one
+    for i, name in enumerate(names):
         canon = out.get(name, name)
-        if canon in used:
-            canon = name
-        used.add(canon)
+        if canon != name:
+            if canon in used:
+                canon = name if name not in used else f"{name}~{i}"
+            used.add(canon)
         result[name] = canon
     return result

@@ -2,7 +2,8 @@
 
 Formats are recognised by their bytes, not their names: ``GGUF`` magic, ``PK`` (zip) or a pickle
 opcode for PyTorch, an 8-byte little-endian length followed by ``{`` for safetensors. A folder is
-an organ folder (``manifest.json``) or a Hugging Face model folder.
+an organ folder (``manifest.json``) or a Hugging Face model folder; a lone safetensors or PyTorch
+file takes its architecture from a ``config.json`` beside it, as in a Hugging Face folder.
 """
 
 from __future__ import annotations
@@ -74,13 +75,15 @@ def open_model(path: str | Path) -> ModelReader:
         from genome.formats.gguf_io import GGUFModel
 
         return GGUFModel(path)
+    from genome.formats.hf_folder import apply_sibling_config
+
     if kind == "safetensors":
         from genome.formats.safetensors_io import SafetensorsModel
 
-        return SafetensorsModel(path)
+        return apply_sibling_config(SafetensorsModel(path))
     from genome.formats.torch_io import TorchModel
 
-    return TorchModel(path)
+    return apply_sibling_config(TorchModel(path))
 
 
 def output_kind(out: Path) -> str:

@@ -90,6 +90,16 @@ def find_shards(folder: Path) -> list[Path]:
     return found
 
 
+def apply_sibling_config(reader: ModelReader) -> ModelReader:
+    """Give a single weight file the architecture and metadata of a ``config.json`` beside it."""
+    config = _read_config(reader.path.parent)
+    if config and reader.arch is None:
+        reader.arch = gguf_arch(config.get("model_type"))
+        reader.metadata.update(_config_metadata(config, reader.arch, count_blocks(reader.names())))
+        reader._set_infos(reader.tensors())  # canonical names for the architecture now known
+    return reader
+
+
 def _open_shard(path: Path, arch: str | None) -> ModelReader:
     from genome.formats.detect import sniff
 

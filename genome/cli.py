@@ -159,11 +159,15 @@ def measure(
     for col in ("canonical", "role", "entropy", "kurtosis", "theta", "zeros", "score", "tier"):
         table.add_column(col, justify="left" if col in ("canonical", "role", "tier") else "right")
     for r in rows:
+        if "score" not in r:  # a type gguf cannot dequantise
+            table.add_row(r["canonical"], r["role"], "-", "-", "-", "-", "-", r["tier"])
+            continue
         table.add_row(r["canonical"], r["role"], f"{r['entropy']:.3f}", f"{r['kurtosis']:.2f}",
                       f"{r['theta']:.1f}", f"{r['zero_frac']:.3f}", f"{r['score']:.1f}", r["tier"])
     console = _console()
     console.print(table)
-    console.print("tiers: " + ", ".join(f"{t} {tiers[t]}" for t in ("PRISTINE", "HEALTHY", "DEGRADED", "DEAD")))
+    console.print("tiers: " + ", ".join(f"{t} {tiers[t]}" for t in ("PRISTINE", "HEALTHY", "DEGRADED", "DEAD", "?")
+                                        if tiers[t] or t != "?"))
 
 
 @app.command()

@@ -35,9 +35,17 @@ def anatomy(reader: ModelReader, measure: bool = True, organs: str | None = None
                                "domain": taxon.domain, "subtype": taxon.subtype, "shape": list(info.shape),
                                "dtype": info.dtype, "nbytes": info.nbytes, "numel": info.numel}
         if measure:
-            row.update(measure_tensor(reader.raw(info.name), info).as_dict())
+            row.update(_measure(reader, info) or {"tier": "?"})
         rows.append(row)
     return rows
+
+
+def _measure(reader: ModelReader, info: Any, raw: np.ndarray | None = None) -> dict[str, Any] | None:
+    """`Measure` fields, or None for a type gguf cannot dequantise (its bytes still copy through)."""
+    try:
+        return measure_tensor(reader.raw(info.name) if raw is None else raw, info).as_dict()
+    except BadInput:
+        return None
 
 
 def totals_by_role(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -78,7 +86,7 @@ def extract(model: str | Path, out_dir: str | Path, measure: bool = True) -> dic
             t = taxa[info.name]
             entry: dict[str, Any] = {"role": t.role, "domain": t.domain, "subtype": t.subtype}
             if measure:
-                entry["measure"] = measure_tensor(raw, info).as_dict()
+                entry["measure"] = _measure(reader, info, raw)
             return entry
 
         return write_organ_dir(out, items_of(reader), reader.metadata, reader.arch, _source(model, reader),

@@ -5,18 +5,13 @@ first and the original name second; the first row that matches wins. Each row gi
 domain (attention, mlp, embedding, norm, head, adapter), a subtype (Q, K, V, O, QKV, gate, up,
 down, vocab, position, layer, rms ...) and an anatomical role:
 
-======== ===================================================
-role     tensors
-======== ===================================================
-skeleton attention projections: attn_q/k/v/qkv/output
-organ    feed-forward: ffn_gate/up/down (experts included)
-embedding token_embd, position_embd, token_types
-norm     every ``*_norm`` / LayerNorm / RMSNorm
-adapter  ``lora_*`` tensors
-head     output / lm_head / classifier / pooler
-other    buffers (position_ids, rope_freqs) and anything unmatched
-         (never an error)
-======== ===================================================
+- skeleton: attention projections (attn_q/k/v/qkv/output);
+- organ: feed-forward (ffn_gate/up/down, experts included);
+- embedding: token_embd, position_embd, token_types;
+- norm: every ``*_norm`` / LayerNorm / RMSNorm;
+- adapter: ``lora_*`` tensors;
+- head: output / lm_head / classifier / pooler;
+- other: buffers (position_ids, rope_freqs) and anything unmatched (never an error).
 
 Order matters: adapters before everything (a LoRA of attn_q is an adapter), norms before
 attention (``attn_output_norm`` is a norm, not the O projection).

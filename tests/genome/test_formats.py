@@ -126,3 +126,13 @@ def test_hf_to_gguf_uses_canonical_names_and_restores_originals(tiny_bert: Path,
     with open_model(out) as back:
         assert {i.name: bytes(back.raw(i.name)) for i in back} == originals
         assert "cogitans.source_names" not in back.metadata
+
+
+def test_import_genome_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, genome; heavy = [m for m in ('torch', 'numpy', 'gguf', 'ray', 'mesa') if m in sys.modules]; "
+            "assert not heavy, heavy; assert callable(genome.open_model); assert 'BadInput' in genome.__all__")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

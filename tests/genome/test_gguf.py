@@ -166,3 +166,34 @@ def test_type_gguf_cannot_dequantise_is_clear(tmp_path: Path) -> None:
         assert model.raw("blk.0.ffn_up.weight").nbytes == 292  # bytes still copy through
         with pytest.raises(BadInput, match="cannot be dequantised"):
             model.array("blk.0.ffn_up.weight")
+
+
+def test_quantised_gguf_through_organs_to_both_formats(gguf_file: Path, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    from genome.organs import assemble, extract
+
+    manifest = extract(gguf_file, tmp_path / "organs")
+    assert {e["dtype"] for e in manifest["tensors"]} == {"F32", "F16", "Q8_0", "TQ2_0", "Q4_K"}
+    assemble(tmp_path / "organs", tmp_path / "back.gguf")  # quantised bytes pass through unchanged
+    with open_model(gguf_file) as a, open_model(tmp_path / "back.gguf") as b:
+        assert {i.name: bytes(a.raw(i.name)) for i in a} == {i.name: bytes(b.raw(i.name)) for i in b}
+    assemble(tmp_path / "organs", tmp_path / "plain.safetensors")  # safetensors: dequantised to F32
+    plain = load_file(str(tmp_path / "plain.safetensors"))
+    for name, (values, _, qtype) in known_values().items():
+        assert plain[name].dtype == (np.float16 if qtype == Q.F16 else np.float32)
+        np.testing.assert_array_equal(plain[name].astype(np.float32), values)
+
+
+def test_undequantisable_type_still_extracts(tmp_path: Path) -> None:
+    from genome.organs import extract
+
+    path = tmp_path / "q8k.gguf"
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_tensor("blk.0.ffn_up.weight", np.zeros((1, 292), np.uint8), raw_dtype=Q.Q8_K)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    entry = extract(path, tmp_path / "organs")["tensors"][0]
+    assert entry["dtype"] == "Q8_K" and entry["nbytes"] == 292 and entry["measure"] is None

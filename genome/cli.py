@@ -53,8 +53,7 @@ def inspect(
     measure: bool = typer.Option(True, help="Measure each tensor (sampled) to give its quality tier."),
     json_out: bool = _JSON,
 ) -> None:
-    """A table of every tensor (name, canonical name, role, domain, subtype, shape, dtype, tier)
-    and totals per role."""
+    """Table of every tensor: names, role, domain, subtype, shape, dtype, tier; totals per role."""
     from rich.table import Table
 
     from genome.formats import open_model
@@ -85,8 +84,11 @@ def extract(
     measure: bool = typer.Option(True, help="Store entropy/kurtosis/theta/score per tensor."),
     json_out: bool = _JSON,
 ) -> None:
-    """Write one .bin per tensor plus manifest.json (names, roles, shapes, dtypes, sizes, hashes,
-    measurements, source metadata)."""
+    """Take a model apart: one .bin per tensor plus manifest.json.
+
+    The manifest holds names, roles, shapes, dtypes, byte sizes, BLAKE3 hashes, measurements and
+    the source model's metadata.
+    """
     from genome.organs import extract as run
 
     manifest = run(model, out_dir, measure=measure)
@@ -110,7 +112,7 @@ def graft(
                                                "or rewrite the file."),
     json_out: bool = _JSON,
 ) -> None:
-    """Replace the recipient's selected tensors with the donor's (same shapes and dtypes)."""
+    """Replace the recipient's selected tensors with the donor's, into a new model."""
     from genome.organs import graft as run
 
     result = run(recipient, donor, organs, out, direct=direct)
@@ -128,7 +130,7 @@ def assemble(
     source: Path = typer.Argument(..., help="Organ folder (or any model, to convert)."),
     out: Path = typer.Argument(..., help="OUT.gguf or OUT.safetensors."),
 ) -> None:
-    """Rebuild a model file from an organ folder (GGUF with 32-byte alignment, or safetensors)."""
+    """Rebuild a model file (GGUF or safetensors) from an organ folder."""
     from genome.organs import assemble as run
 
     kind = run(source, out)
@@ -141,7 +143,7 @@ def measure(
     organs: Optional[str] = typer.Option(None, help=_ORGANS_HELP),
     json_out: bool = _JSON,
 ) -> None:
-    """Entropy, kurtosis, scale-coherence theta, quality score and tier of each tensor."""
+    """Entropy, kurtosis, theta, quality score and tier of each tensor."""
     from collections import Counter
 
     from rich.table import Table
@@ -179,8 +181,11 @@ def purify(
     probes: int = typer.Option(64, help="Gaussian probe inputs for the output-shift check."),
     json_out: bool = _JSON,
 ) -> None:
-    """Haar-wavelet cross-scale coherence purification; reports measures before/after and how
-    far each layer's outputs moved on probe inputs."""
+    """Haar-wavelet purification of the selected tensors, with a before/after report.
+
+    The report gives each tensor's measures before and after and how far the layer's outputs
+    moved on seeded Gaussian probe inputs.
+    """
     from rich.table import Table
 
     from genome.errors import BadInput
@@ -216,8 +221,10 @@ def quantize(
     organs: str = typer.Option("organ,skeleton", help=_ORGANS_HELP),
     json_out: bool = _JSON,
 ) -> None:
-    """Ternary (absmean / TWN) or BitDelta quantisation with packing; reports the measured
-    compression ratio and reconstruction error of each tensor."""
+    """Ternary (absmean, TWN) or BitDelta quantisation into a packed file.
+
+    Reports each tensor's measured compression ratio and reconstruction error.
+    """
     from rich.table import Table
 
     from genome.errors import BadInput

@@ -83,7 +83,7 @@ def purify_rows(w: torch.Tensor, strength: float) -> torch.Tensor:
     """Purify each row of (R, C); returns (R, C) float32 with the input's mean and std."""
     if not 0.0 <= strength <= 1.0:
         raise BadInput(f"strength must be between 0 and 1, got {strength}")
-    x = w.double()
+    x = w.float()  # float32: the transform is orthonormal, so rounding stays at float32 level
     rows, cols = x.shape
     n = 1 << max(0, (cols - 1).bit_length())
     levels = min(MAX_LEVELS, n.bit_length() - 1)
@@ -98,7 +98,8 @@ def purify_rows(w: torch.Tensor, strength: float) -> torch.Tensor:
         coh = ((d * p).abs() / (sigma * sigma).clamp_min(1e-30)).clamp(max=1.0)
         details[s] = d * (1.0 - strength * (1.0 - coh))
     out = haar_inverse(approx, details)[:, :cols]
-    mu, sd = x.mean(), x.std(unbiased=False)
+    mu, sd = x.double().mean(), x.double().std(unbiased=False)
+    out = out.double()
     new_sd = out.std(unbiased=False)
     if sd > 0 and new_sd > 0:
         out = (out - out.mean()) / new_sd * sd + mu

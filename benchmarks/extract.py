@@ -33,8 +33,8 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -171,9 +171,9 @@ def run(quick: bool, repeats: int) -> dict:
             extract_seconds(path, work)  # warm imports and caches
             row: dict[str, float] = {"bytes": size}
             for cache, cold in (("warm", None), ("cold", path)):
-                raw = timed_best(lambda: raw_read_seconds(path), repeats, cold)
-                ext = timed_best(lambda: extract_seconds(path, work), repeats, cold)
-                cp = timed_best(lambda: copy_seconds(path, work), repeats, cold)
+                raw = timed_best(lambda p=path: raw_read_seconds(p), repeats, cold)
+                ext = timed_best(lambda p=path: extract_seconds(p, work), repeats, cold)
+                cp = timed_best(lambda p=path: copy_seconds(p, work), repeats, cold)
                 row.update({f"{cache}_raw_mb_s": size / raw / 1e6, f"{cache}_extract_mb_s": size / ext / 1e6,
                             f"{cache}_copy_mb_s": size / cp / 1e6, f"{cache}_ratio": raw / ext,
                             f"{cache}_ratio_vs_copy": cp / ext})

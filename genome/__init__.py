@@ -29,7 +29,13 @@ _PUBLIC: dict[str, str] = {
     "purify_model": "genome.transforms", "quantize_model": "genome.transforms", "load_quantized": "genome.transforms",
 }
 
-__all__ = ["BadInput", *sorted(_PUBLIC)]
+__all__ = [
+    "BadInput", "BitDelta", "Measure", "ModelReader", "Projection", "PurifyReport", "Taxon", "TensorInfo",
+    "Ternary", "align", "anatomy", "assemble", "bitdelta_decode", "bitdelta_encode", "classify",
+    "classify_model", "extract", "fit_pca", "fit_projection", "graft", "load_quantized", "measure_tensor",
+    "measure_values", "open_model", "purify_model", "purify_tensor", "quantize_model", "ternary_decode",
+    "ternary_encode", "write_gguf", "write_model", "write_safetensors",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,8 +15,8 @@ Fitting returns a small frozen `Projection` (weight (d_in, d_out), bias (d_out,)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

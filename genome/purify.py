@@ -145,7 +145,7 @@ def purify_tensor(w: torch.Tensor, strength: float = 0.5, n_probes: int = 64) ->
     return new, PurifyReport(before, after, change, shift, cos)
 
 
-def _sample(w: torch.Tensor) -> "object":
+def _sample(w: torch.Tensor) -> object:
     from genome.measure import MAX_SAMPLES, stratified_indices
 
     flat = w.detach().reshape(-1).float().numpy()

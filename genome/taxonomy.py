@@ -20,8 +20,8 @@ attention (``attn_output_norm`` is a norm, not the O projection).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 #: Anatomical roles, in display order.
 ROLES: tuple[str, ...] = ("skeleton", "organ", "embedding", "norm", "adapter", "head", "other")

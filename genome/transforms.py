@@ -10,9 +10,10 @@ base model for BitDelta, and each quantised tensor's shape and original dtype.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +23,7 @@ from genome.formats import MetaEntry, ModelReader, TensorInfo, open_model, write
 from genome.formats.atomic import check_new_output
 from genome.formats.base import PLAIN_DTYPES, encode_plain
 from genome.purify import PurifyReport, purify_tensor
-from genome.quantize import (BitDelta, Ternary, bitdelta_decode, bitdelta_encode, report, ternary_decode,
-                             ternary_encode)
+from genome.quantize import BitDelta, Ternary, bitdelta_decode, bitdelta_encode, report, ternary_decode, ternary_encode
 from genome.taxonomy import classify_model, matches
 
 QUANT_METHODS = ("absmean", "twn", "bitdelta")

@@ -12,9 +12,10 @@ reader). Dtypes are short upper-case names shared by safetensors and GGUF: ``F32
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -173,7 +174,7 @@ class ModelReader(ABC):
         """Sum of stored tensor bytes."""
         return sum(i.nbytes for i in self._infos.values())
 
-    def close(self) -> None:  # noqa: B027 - readers without handles keep the default
+    def close(self) -> None:
         """Release file handles and memory maps."""
 
     def __enter__(self) -> ModelReader:

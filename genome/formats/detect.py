@@ -8,8 +8,8 @@ file takes its architecture from a ``config.json`` beside it, as in a Hugging Fa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 

@@ -11,8 +11,9 @@ metadata over, names tensors canonically and keeps the original names in
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 

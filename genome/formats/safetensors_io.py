@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -121,15 +121,14 @@ def write_safetensors(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], 
         header["__metadata__"] = meta
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)
-    with atomic_file(out) as tmp:
-        with tmp.open("wb") as fh:
-            fh.write(struct.pack("<Q", len(blob)))
-            fh.write(blob)
-            for info, read in items:
-                raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
-                if raw.nbytes != info.nbytes:
-                    raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
-                fh.write(memoryview(raw))
+    with atomic_file(out) as tmp, tmp.open("wb") as fh:
+        fh.write(struct.pack("<Q", len(blob)))
+        fh.write(blob)
+        for info, read in items:
+            raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
+            if raw.nbytes != info.nbytes:
+                raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
+            fh.write(memoryview(raw))
     return Path(out)
 
 
@@ -138,7 +137,6 @@ def _flatten_metadata(metadata: dict[str, MetaEntry]) -> dict[str, str]:
     for key, entry in metadata.items():
         if key in _GGUF_BOOKKEEPING:
             continue
-        if key.startswith(META_PREFIX):
-            key = key[len(META_PREFIX):]
+        key = key.removeprefix(META_PREFIX)
         out[key] = entry.value if isinstance(entry.value, str) else json.dumps(entry.value)
     return out

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from genome.formats import TensorInfo
-from genome.measure import (MAX_SAMPLES, entropy, kurtosis, measure_tensor, measure_values, sample_values,
-                            stratified_indices, theta, tier)
+from genome.measure import (
+    MAX_SAMPLES,
+    entropy,
+    kurtosis,
+    measure_tensor,
+    measure_values,
+    sample_values,
+    stratified_indices,
+    theta,
+    tier,
+)
 
 
 def _info(arr: np.ndarray, dtype: str = "F32") -> TensorInfo:

@@ -5,8 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genome.quantize import (bitdelta_decode, bitdelta_encode, pack_signs, pack_trits, report, ternarize,
-                             ternary_decode, ternary_encode, unpack_signs, unpack_trits)
+from genome.quantize import (
+    bitdelta_decode,
+    bitdelta_encode,
+    pack_signs,
+    pack_trits,
+    report,
+    ternarize,
+    ternary_decode,
+    ternary_encode,
+    unpack_signs,
+    unpack_trits,
+)
 
 
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 1000, 1001])

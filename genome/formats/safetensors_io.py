@@ -32,7 +32,7 @@ class SafetensorsModel(ModelReader):
         super().__init__(path)
         from safetensors import SafetensorError, safe_open
 
-        header = _read_header(self.path)
+        header, header_len = _read_header(self.path)
         try:
             with safe_open(str(self.path), framework="numpy") as handle:
                 st_meta = handle.metadata() or {}
@@ -40,7 +40,7 @@ class SafetensorsModel(ModelReader):
             raise BadInput(f"{self.path}: not a valid safetensors file: {err}") from None
         self.arch = arch
         self.metadata = {META_PREFIX + k: MetaEntry(str(v), "STRING") for k, v in st_meta.items()}
-        self._base = 8 + int(struct.unpack("<Q", self.path.open("rb").read(8))[0])
+        self._base = 8 + header_len
         self._offsets: dict[str, tuple[int, int]] = {}
         infos = []
         for name, spec in header.items():
@@ -69,7 +69,8 @@ class SafetensorsModel(ModelReader):
         self._map = np.zeros(0, np.uint8)
 
 
-def _read_header(path: Path) -> dict:
+def _read_header(path: Path) -> tuple[dict, int]:
+    """The JSON header and its length in bytes; `BadInput` if either is broken."""
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(8)
@@ -86,7 +87,7 @@ def _read_header(path: Path) -> dict:
         raise BadInput(f"{path}: safetensors header is not valid JSON: {err}") from None
     if not isinstance(header, dict):
         raise BadInput(f"{path}: safetensors header is not a JSON object")
-    return header
+    return header, int(n)
 
 
 def write_safetensors(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np.ndarray]]],

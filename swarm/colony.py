@@ -117,7 +117,8 @@ class Colony(mesa.Agent):
         slots: torch.Tensor,
         rewards: torch.Tensor,
         niches: torch.Tensor,
-        memory_signal: torch.Tensor,
+        queries: torch.Tensor,
+        projection: torch.Tensor,
         step: int,
         decay: float,
         memory_rate: float,
@@ -126,12 +127,15 @@ class Colony(mesa.Agent):
 
         Fitness is the exponentially weighted mean reward: with d = exp(-1/tau_f) per interaction,
         an agent that served n queries this step gets sum <- d^n sum + sum(r), weight <- d^n weight + n.
+        The memory vector follows the queries served, weighted by reward:
+        m <- (1 - rate)^n m + rate * (sum_j r_j q_j) @ projection.
 
         Args:
             slots: (N,) slot of each served pair.
             rewards: (N,) float reward of each pair (cosine to the target).
             niches: (N,) niche of each pair's query.
-            memory_signal: (N, M) reward-weighted projected query, folded into the memory vector.
+            queries: (N, D) query of each pair.
+            projection: (D, M) fixed map from query space to memory space.
         """
         st = self.state
         cap = len(st.alive)
@@ -144,5 +148,7 @@ class Colony(mesa.Agent):
         st.last_served[served] = step
         st.niche_served.index_put_((slots, niches), torch.ones_like(rewards), accumulate=True)
         st.niche_reward.index_put_((slots, niches), rewards.float(), accumulate=True)
-        forget = torch.pow(torch.tensor(1.0 - memory_rate), n.float()).unsqueeze(1)  # (S, 1)
-        st.memory.mul_(forget).index_add_(0, slots, memory_rate * memory_signal)
+        rows = served.nonzero().squeeze(1)  # only agents that served change their memory
+        pulled = torch.zeros(cap, queries.shape[1]).index_add_(0, slots, queries * rewards.unsqueeze(1))
+        forget = torch.pow(torch.tensor(1.0 - memory_rate), n[rows].float()).unsqueeze(1)  # (R, 1)
+        st.memory[rows] = st.memory[rows] * forget + memory_rate * (pulled[rows] @ projection)

@@ -1,10 +1,13 @@
 """Gossip: which agents answer which query.
 
-Each query goes to k = `fanout` agents. The random part is balanced: one random permutation of
-the living population is laid along the B x k slots, so every agent gets either floor or ceil of
-B k / N queries and each query gets k distinct agents (when k <= N). Then round(routed_fraction x k)
-of each query's slots go to the authors of its best memory hits (alive, distinct), each author
-taking at most 4 ceil(B k / N) routed queries a step so no agent is swamped.
+Each query goes to k = `fanout` agents, and no agent serves more than L = ceil(B k / N) queries a
+step (N living agents, B queries), so the batched forward pass needs almost no padding.
+
+1. Routed slots: round(routed_fraction x k) of each query's slots go to the authors of its best
+   memory hits (alive, distinct, best first), an author taking at most L routed queries.
+2. Random slots: the rest are dealt from a random permutation of the population, round-robin,
+   each agent taking what is left of its L. Consecutive slots get different agents, so a query's
+   k agents are distinct except, rarely, at the end of a round or when an agent was also routed.
 """
 
 from __future__ import annotations
@@ -13,7 +16,25 @@ import math
 
 import torch
 
-ROUTED_CAP = 4  # an author takes at most this many times the average load in routed queries
+
+def _routed(hit_agents: torch.Tensor, r: int, cap: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, slot, author) of routed assignments: r per query at most, cap per author."""
+    h = hit_agents
+    same = (h.unsqueeze(2) == h.unsqueeze(1)) & (h.unsqueeze(1) >= 0)  # (B, h, h)
+    earlier = torch.tril(torch.ones(h.shape[1], h.shape[1], dtype=torch.bool), -1)
+    usable = (h >= 0) & ~(same & earlier).any(2)  # (B, h) first appearance of a living author
+    rank = torch.cumsum(usable.long(), 1) - 1
+    usable &= rank < r
+    rows, cols = usable.nonzero(as_tuple=True)
+    authors = h[rows, cols]
+    if len(rows) == 0:
+        return rows, cols, authors
+    order = torch.argsort(authors, stable=True)  # earlier queries keep their routed slot
+    _, group, counts = torch.unique(authors[order], return_inverse=True, return_counts=True)
+    within = torch.arange(len(order)) - (torch.cumsum(counts, 0) - counts)[group]
+    keep = torch.empty(len(order), dtype=torch.bool)
+    keep[order] = within < cap
+    return rows[keep], rank[rows[keep], cols[keep]], authors[keep]
 
 
 def assign(
@@ -36,34 +57,24 @@ def assign(
         (B, k) global agent index per query slot, and a (B, k) bool mask of routed slots.
     """
     b, n = hit_agents.shape[0], len(alive)
-    perm = alive[torch.randperm(n, generator=gen)]  # (N,)
-    slots = torch.arange(b * fanout) % n
-    chosen = perm[slots].view(b, fanout)  # (B, k)
+    cap = math.ceil(b * fanout / n)  # L: most queries any agent serves this step
+    chosen = torch.full((b, fanout), -1, dtype=torch.long)
     routed = torch.zeros(b, fanout, dtype=torch.bool)
+    load = torch.zeros(n, dtype=torch.long)  # per position in `alive`
     r = round(routed_fraction * fanout)
-    if r == 0 or hit_agents.shape[1] == 0:
-        return chosen, routed
+    if r > 0 and hit_agents.shape[1] > 0:
+        rows, slot, authors = _routed(hit_agents, r, cap)
+        chosen[rows, slot] = authors
+        routed[rows, slot] = True
+        position = torch.searchsorted(alive, authors)  # alive is sorted ascending
+        load.index_add_(0, position, torch.ones_like(position))
 
-    # distinct authors per row, best first: drop an author already seen earlier in the row
-    h = hit_agents
-    same = (h.unsqueeze(2) == h.unsqueeze(1)) & (h.unsqueeze(1) >= 0)  # (B, h, h)
-    earlier = torch.tril(torch.ones(h.shape[1], h.shape[1], dtype=torch.bool), -1)
-    usable = (h >= 0) & ~(same & earlier).any(2)  # (B, h)
-    rank = torch.cumsum(usable.long(), 1) - 1
-    usable &= rank < r
-
-    # cap routed load per agent: an author keeps its first `cap` routed queries of the step
-    rows, cols = usable.nonzero(as_tuple=True)
-    if len(rows) == 0:
-        return chosen, routed
-    authors = h[rows, cols]
-    order = torch.argsort(authors, stable=True)
-    _, group, counts = torch.unique(authors[order], return_inverse=True, return_counts=True)
-    within = torch.arange(len(order)) - (torch.cumsum(counts, 0) - counts)[group]
-    keep = torch.empty(len(order), dtype=torch.bool)
-    keep[order] = within < ROUTED_CAP * math.ceil(b * fanout / max(n, 1))
-    rows, cols, authors = rows[keep], cols[keep], authors[keep]
-    slot = rank[rows, cols]
-    chosen[rows, slot] = authors
-    routed[rows, slot] = True
+    # deal the free slots round-robin over a random permutation, each agent up to its L
+    perm = torch.randperm(n, generator=gen)  # (N,) positions in `alive`
+    left = cap - load[perm]  # (N,)
+    dealt = perm.repeat_interleave(left)  # each agent once per remaining unit of load
+    round_of = torch.arange(len(dealt)) - (torch.cumsum(left, 0) - left).repeat_interleave(left)
+    sequence = dealt[torch.argsort(round_of * n + torch.arange(n).repeat_interleave(left), stable=True)]
+    free = ~routed
+    chosen[free] = alive[sequence[: int(free.sum())]]
     return chosen, routed

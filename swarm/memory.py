@@ -109,31 +109,37 @@ class SharedMemory:
         counts = (hi - lo).flatten()  # (bands * B,)
         if int(counts.sum()) == 0:
             return out
-        band_of = torch.arange(self.p.bands).repeat_interleave(b)  # (bands * B,)
-        query_of = torch.arange(b).repeat(self.p.bands)
-        pair_band = band_of.repeat_interleave(counts)  # (C,)
-        pair_query = query_of.repeat_interleave(counts)
-        offset = torch.arange(int(counts.sum())) - (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
-        pair_entry = order[pair_band, lo.flatten().repeat_interleave(counts) + offset]
-        pair = torch.unique(pair_query * len(self.valid) + pair_entry)  # dedup across bands
-        pair_query, pair_entry = pair // len(self.valid), pair % len(self.valid)
+        total = int(counts.sum())
+        starts = lo.flatten().repeat_interleave(counts)  # (C,) bucket start of each candidate
+        offset = torch.arange(total) - (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
+        pair_band = torch.arange(self.p.bands).repeat_interleave(b).repeat_interleave(counts)
+        pair_query = torch.arange(b).repeat(self.p.bands).repeat_interleave(counts)
+        pair_entry = order[pair_band, starts + offset]
+        n = len(self.valid)
+        pair = torch.unique(pair_query * n + pair_entry)  # dedup across bands; sorted by query
+        pair_query, pair_entry = pair // n, pair % n
 
-        sim = (queries[pair_query] * self.query[pair_entry]).sum(-1)  # (C,) exact cosine
-        keep = sim >= self.p.min_similarity
-        pair_query, pair_entry, sim = pair_query[keep], pair_entry[keep], sim[keep]
-        score = sim * self.fitness[pair_entry].clamp_min(0.0)
-        by_score = torch.argsort(score, descending=True, stable=True)
-        by_query = by_score[torch.argsort(pair_query[by_score], stable=True)]
-        pq, pe = pair_query[by_query], pair_entry[by_query]
-        group = torch.bincount(pq, minlength=b)
-        rank = torch.arange(len(pq)) - (torch.cumsum(group, 0) - group)[pq]
-        top = rank < k
-        pq, pe, rank = pq[top], pe[top], rank[top]
-        out.response[pq, rank] = self.response[pe]
-        out.fitness[pq, rank] = self.fitness[pe]
-        out.similarity[pq, rank] = sim[by_query][top]
-        out.agent_id[pq, rank] = self.agent_id[pe]
-        out.valid[pq, rank] = True
+        # candidates laid out in a padded (B, width) table; exact cosine by one bmm; top-k per row
+        group = torch.bincount(pair_query, minlength=b)  # (B,)
+        column = torch.arange(len(pair)) - (torch.cumsum(group, 0) - group)[pair_query]
+        width = int(group.max())
+        entries = torch.zeros(b, width, dtype=torch.long)
+        present = torch.zeros(b, width, dtype=torch.bool)
+        entries[pair_query, column] = pair_entry
+        present[pair_query, column] = True
+        stored = self.query.index_select(0, entries.flatten()).view(b, width, self.dim)  # (B, W, D)
+        sims = torch.bmm(stored, queries.unsqueeze(2)).squeeze(2)  # (B, W)
+        ok = present & (sims >= self.p.min_similarity)
+        score = torch.where(ok, sims * self.fitness[entries].clamp_min(0.0), torch.tensor(-1.0))
+        top = min(k, width)
+        best, where = torch.topk(score, top, dim=1)  # (B, top)
+        ok = ok.gather(1, where)
+        chosen = entries.gather(1, where)  # (B, top)
+        out.response[:, :top] = torch.where(ok.unsqueeze(-1), self.response[chosen], 0.0)
+        out.fitness[:, :top] = torch.where(ok, self.fitness[chosen], 0.0)
+        out.similarity[:, :top] = torch.where(ok, sims.gather(1, where), 0.0)
+        out.agent_id[:, :top] = torch.where(ok, self.agent_id[chosen], -1)
+        out.valid[:, :top] = ok
         return out
 
     # ---- writes -----------------------------------------------------------------------------

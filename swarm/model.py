@@ -113,13 +113,12 @@ class SwarmModel(mesa.Model):
         quality = self.environment.feedback(answer, batch.target)  # (B,)
         rewards = self.environment.feedback(answers, batch.target.unsqueeze(1))  # (B, k)
 
-        signal = (batch.queries @ self.projection)[pair_query] * rewards.flatten().unsqueeze(1)
         decay = math.exp(-1.0 / spec.fitness.tau)
         for colony in self.colonies:
             mine = (pair_agent // self.capacity) == colony.index
             colony.record(
                 pair_agent[mine] % self.capacity, rewards.flatten()[mine], batch.niche[pair_query[mine]],
-                signal[mine], step, decay, spec.brain.memory_rate,
+                batch.queries[pair_query[mine]], self.projection, step, decay, spec.brain.memory_rate,
             )
         self._store(batch.queries, answers, rewards, chosen, step)
 

@@ -55,7 +55,7 @@ class MemoryParams(_Section):
     bands: int = Field(16, ge=1, le=256, description="LSH bands; bands x rows = 256 bits")
     rows: int = Field(16, ge=1, le=32, description="bits per band")
     top_k: int = Field(8, ge=0, le=256, description="stored answers returned per query")
-    max_bucket: int = Field(64, ge=1, description="most recent candidates taken from one bucket")
+    max_bucket: int = Field(4, ge=1, description="most recent candidates taken from one bucket")
     min_similarity: float = Field(
         0.5, ge=-1.0, le=1.0, description="cosine between queries below which a stored answer is no hit"
     )

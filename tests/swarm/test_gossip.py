@@ -24,8 +24,9 @@ def test_routed_slots_go_to_distinct_living_hit_authors_best_first():
     assert chosen[2, :2].tolist() == [5, 9]
 
 
-def test_a_popular_author_is_capped():
-    alive = torch.arange(64)
+def test_a_popular_author_is_capped_and_loads_stay_balanced():
+    alive = torch.arange(32)
     hits = torch.zeros(64, 2, dtype=torch.long)  # every query's best hit is agent 0
-    chosen, routed = assign(alive, hits, fanout=1, routed_fraction=1.0, gen=torch.Generator().manual_seed(2))
-    assert int(routed.sum()) == 4  # cap = 4 x ceil(64 x 1 / 64)
+    chosen, routed = assign(alive, hits, fanout=2, routed_fraction=0.5, gen=torch.Generator().manual_seed(2))
+    assert int(routed.sum()) == 4  # L = ceil(64 x 2 / 32) = 4
+    assert torch.bincount(chosen.flatten(), minlength=32).tolist() == [4] * 32

@@ -1,0 +1,69 @@
+"""Population page: how many agents live, how fit they are, how good the swarm's answers are."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, figures, ui
+from experiments.reader import RunInfo
+
+ABOUT = ("The swarm answers a stream of queries. Agents that answer well gain fitness and divide; "
+         "unfit agents die. Quality is the cosine similarity between an answer and the right answer "
+         "(1 = perfect, 0 = unrelated).")
+
+
+def render() -> None:
+    ui.header("Population", ABOUT)
+    info = ui.current_run()
+    if info is not None:
+        ui.live([info.path], _body, key="population")
+
+
+def _body(runs: list[RunInfo]) -> None:
+    info = runs[0]
+    ui.status_line(info)
+    df = ui.metrics(info, data.POPULATION_COLUMNS)
+    if df.empty:
+        st.info(ui.NO_STEPS)
+        return
+    _numbers(df)
+    view, bucket = data.downsample(data.with_rates(df))
+    left, right = st.columns(2)
+    with left:
+        ui.chart(figures.population_figure(view, bucket), "population_fig")
+        ui.chart(figures.fitness_figure(view, bucket), "fitness_fig")
+        ui.chart(figures.accuracy_figure(view, bucket), "accuracy_fig")
+    with right:
+        ui.chart(figures.turnover_figure(view, bucket), "turnover_fig")
+        ui.chart(figures.quality_figure(view, bucket), "quality_fig")
+        ui.chart(figures.speed_figure(view, bucket), "speed_fig")
+    with st.expander("Data: per-step metrics"):
+        ui.table(df, f"{info.path.name}-population", "population", height=300, show=df.tail(500))
+
+
+def _numbers(df: pd.DataFrame) -> None:
+    """Latest values; deltas against the value a tenth of the run earlier."""
+    last = df.iloc[-1]
+    before = df.iloc[max(0, len(df) - 1 - max(1, len(df) // 10))]
+    items = [("Step", f"{int(last['step']):,}", None, None)]
+    if "population" in df:
+        items.append(("Living agents", f"{int(last['population']):,}",
+                      f"{int(last['population'] - before['population']):+,}", "Change over the last tenth of the run."))
+    if "quality" in df:
+        items.append(("Answer quality (cosine)", f"{last['quality']:.3f}",
+                      f"{last['quality'] - before['quality']:+.3f}", "Consensus answer vs the right answer."))
+    if "accuracy" in df:
+        items.append(("Accuracy", f"{100 * last['accuracy']:.1f} %",
+                      f"{100 * (last['accuracy'] - before['accuracy']):+.1f} pts", "Share of queries answered right."))
+    if "seconds" in df:
+        seconds = df["seconds"].tail(50).mean()
+        items.append(("Speed", f"{1 / seconds:.1f} steps/s" if seconds > 0 else "n/a", None,
+                      "Mean over the last 50 steps."))
+    for col, (label, value, delta, help_) in zip(st.columns(len(items)), items):
+        col.metric(label, value, delta=delta, delta_color="off" if label == "Living agents" else "normal",
+                   help=help_)
+
+
+if __name__ == "__main__":
+    render()

@@ -58,7 +58,7 @@ def metric_label(name: str) -> str:
 
 def _layout(title: str, x_title: str, y_title: str, **extra) -> dict:
     layout = dict(
-        title=dict(text=title, x=0.01, font=dict(size=16)), template="plotly_white", height=HEIGHT,
+        title=dict(text=title, x=0.01, font=dict(size=16)), template="none", height=HEIGHT,
         margin=dict(l=70, r=20, t=50, b=100), font=dict(size=13), hovermode="x unified",
         legend=dict(orientation="h", yanchor="top", y=-0.3, xanchor="left", x=0.0),
         xaxis=dict(title=dict(text=x_title)), yaxis=dict(title=dict(text=y_title)),

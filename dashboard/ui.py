@@ -142,7 +142,8 @@ def metrics(info: RunInfo, columns: list[str] | None) -> pd.DataFrame:
 
 
 def chart(fig: go.Figure, key: str) -> None:
-    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+    # Two plotly buttons only, so the toolbar does not cover the chart's title.
+    st.plotly_chart(fig, key=key, config={"displaylogo": False, "modeBarButtons": [["toImage", "resetScale2d"]]})
 
 
 def table(df: pd.DataFrame, name: str, key: str, height: int | str = "auto", show: pd.DataFrame | None = None,

@@ -9,8 +9,8 @@ from experiments import reader
 from experiments.reader import RunInfo
 
 ABOUT = ("Queries come from a few niches (clusters of related questions). A swarm specialises when "
-         "each agent, or each family of agents, answers mostly one niche. The heatmap shows how "
-         "well each agent answers each niche, from the latest snapshot of the living agents.")
+         "each agent, or each family of agents, answers mostly one niche. The heatmap shows, for each "
+         "living agent in a snapshot, which niches its queries came from, or how well it answered them.")
 LATEST = "latest"
 
 

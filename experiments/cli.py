@@ -74,6 +74,74 @@ def run(
         typer.echo(f"run directory: {summary['run_dir']}")
 
 
+@app.command()
+def sweep(
+    config: Optional[Path] = typer.Argument(None, help="Base experiment spec (YAML)."),
+    grid: list[str] = typer.Option([], "--grid", help="Sweep a key over values: --grid mutation.sigma=0.001,0.01"),
+    random: list[str] = typer.Option([], "--random", help="Sample a key: --random mutation.sigma=0.001:0.1:log"),
+    samples: int = typer.Option(4, help="Random samples (with --random)."),
+    repeats: int = typer.Option(1, help="Repeats of every combination, with seeds seed, seed+1, ..."),
+    set_: list[str] = typer.Option([], "--set", help="Override a base spec key for every trial."),
+    max_concurrent: Optional[int] = typer.Option(None, help="Trials at once (default: one per CPU)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join (auto or HOST:PORT); default: a local Ray."),
+    backend: str = typer.Option("tune", help="tune (Ray Tune, run store per trial) or batch (mesa.batch_run, in-process)."),
+    out: Path = typer.Option(Path("runs"), help="Runs root; the sweep gets RUNS_ROOT/sweep-<timestamp>/."),
+    resume: Optional[Path] = typer.Option(None, help="Finish an interrupted sweep: runs only the missing trials."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+) -> None:
+    """Sweep spec keys over values (grid and/or random) as Ray Tune trials, with repeats."""
+    from experiments import sweep as sweeps
+    from experiments import sweep_results
+
+    if backend not in ("tune", "batch"):
+        raise BadInput(f"--backend must be tune or batch, got '{backend}'")
+    if resume is not None:
+        if config is not None or grid or random:
+            raise BadInput("--resume takes a sweep directory only; do not pass CONFIG, --grid or --random")
+        sweep_dir = resume
+        record, trials = sweeps.load(sweep_dir)
+    elif config is None:
+        raise BadInput("give a base CONFIG file (for example experiments/configs/smoke.yaml) or --resume SWEEP_DIR")
+    elif backend == "batch":
+        from experiments.batch import batch_sweep
+        from experiments.spec import apply_overrides, read_yaml, validate
+
+        if random:
+            raise BadInput("--backend batch takes --grid only")
+        base = apply_overrides(read_yaml(config), set_)
+        keys = dict(sweeps.parse_grid(g) for g in grid)
+        sweeps.plan(base, grid, [], 1, repeats)  # validates every value before anything runs
+        table = batch_sweep(base, keys, repeats, validate(base).run.steps)
+        summary = sweep_results.summary_table(table, list(keys))
+        sweep_results.print_ranked(summary, list(keys))
+        best = summary.iloc[0].to_dict() if len(summary) else {}
+        if json_out:
+            typer.echo(json.dumps({"sweep_dir": None, "trials": len(table), "failed": 0, "best": best}, default=str))
+        return
+    else:
+        sweep_dir, trials = sweeps.create(config, set_, grid, random, samples, repeats, out)
+        record, trials = sweeps.load(sweep_dir)
+    todo = [t for t in trials if sweeps.finished(sweep_dir, t) is None]
+    typer.echo(f"sweep {sweep_dir}: {len(trials)} trials, {len(trials) - len(todo)} already finished, "
+               f"running {len(todo)}", err=True)
+    errors = {}
+    if todo:
+        errors = sweeps.run_with_tune(sweep_dir, record, todo, max_concurrent, address) if backend == "tune" \
+            else sweeps.run_local(sweep_dir, record, todo)
+    params = list(trials[0].params)
+    table = sweep_results.trial_table(sweep_dir, trials, errors)
+    summary = sweep_results.summary_table(table, params)
+    sweep_results.write(sweep_dir, table, summary)
+    sweep_results.print_ranked(summary, params)
+    failed = int((table["status"] != "finished").sum())
+    best = summary.iloc[0].to_dict() if len(summary) else {}
+    if json_out:
+        typer.echo(json.dumps({"sweep_dir": str(sweep_dir), "trials": len(trials), "ran": len(todo),
+                               "failed": failed, "best": best}, default=str))
+    else:
+        typer.echo(f"results: {sweep_dir / 'summary.csv'} ({failed} failed)")
+
+
 @app.command("dashboard")
 def dashboard_cmd(
     root: Path = typer.Argument(Path("runs"), help="Runs root to show."),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -49,7 +49,7 @@ def _totals_table(totals: dict[str, dict[str, int]]) -> Any:
 @app.command()
 def inspect(
     model: Path = typer.Argument(..., help="GGUF, safetensors, PyTorch file, HF folder or organ folder."),
-    organs: Optional[str] = typer.Option(None, help=_ORGANS_HELP),
+    organs: str | None = typer.Option(None, help=_ORGANS_HELP),
     measure: bool = typer.Option(True, help="Measure each tensor (sampled) to give its quality tier."),
     json_out: bool = _JSON,
 ) -> None:
@@ -107,7 +107,7 @@ def graft(
     donor: Path = typer.Argument(..., help="Model or organ folder that gives them."),
     out: Path = typer.Argument(..., help="Output: .gguf, .safetensors, or a folder (organ folder)."),
     organs: str = typer.Option(..., help=_ORGANS_HELP),
-    direct: Optional[bool] = typer.Option(None, "--direct/--rewrite",
+    direct: bool | None = typer.Option(None, "--direct/--rewrite",
                                           help="GGUF to GGUF: overwrite bytes in a copy (default when possible), "
                                                "or rewrite the file."),
     json_out: bool = _JSON,
@@ -140,7 +140,7 @@ def assemble(
 @app.command()
 def measure(
     model: Path = typer.Argument(..., help="Model to measure."),
-    organs: Optional[str] = typer.Option(None, help=_ORGANS_HELP),
+    organs: str | None = typer.Option(None, help=_ORGANS_HELP),
     json_out: bool = _JSON,
 ) -> None:
     """Entropy, kurtosis, theta, quality score and tier of each tensor."""
@@ -216,7 +216,7 @@ def quantize(
     model: Path = typer.Argument(..., help="Model to compress (for bitdelta: the fine-tuned model)."),
     out: Path = typer.Argument(..., help="Packed output, OUT.safetensors."),
     method: str = typer.Option("absmean", help="absmean or twn (ternary, 2-bit packed), or bitdelta (1-bit)."),
-    base: Optional[Path] = typer.Option(None, help="bitdelta: the base model the delta is taken against."),
+    base: Path | None = typer.Option(None, help="bitdelta: the base model the delta is taken against."),
     per_row: bool = typer.Option(False, help="bitdelta: one scale per row instead of per tensor."),
     organs: str = typer.Option("organ,skeleton", help=_ORGANS_HELP),
     json_out: bool = _JSON,
@@ -255,3 +255,50 @@ def quantize(
     console.print(table)
     console.print(f"quantised tensors: {_mb(orig)} MB -> {_mb(packed)} MB (ratio {summary['ratio']:.2f}), "
                   f"mean relative error {summary['mean_rel_error']:.4f}; file {_mb(summary['file_bytes'])} MB")
+
+
+@app.command()
+def merge(
+    config: Path = typer.Argument(..., help="Merge config (mergekit YAML: models or slices, merge_method ...)."),
+    out: Path = typer.Argument(..., help="Output: OUT.safetensors, OUT.gguf, or a folder (sharded HF folder)."),
+    dtype: str | None = typer.Option(None, help="Output float type: float32, float16 or bfloat16."),
+    shard_size: float = typer.Option(5000.0, help="Largest shard of a folder output, in MB."),
+    json_out: bool = _JSON,
+) -> None:
+    """Merge models with a mergekit-style config, streaming tensor by tensor.
+
+    Methods: linear, slerp, task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs,
+    breadcrumbs_ties, model_stock, passthrough. Inputs: safetensors, HF folders, PyTorch, GGUF.
+    """
+    from genome.errors import BadInput
+    from genome.recombine import config as configs
+
+    cfg, _ = configs.load(config)  # the whole config is checked before torch is even imported
+    configs.out_dtype(cfg, dtype)
+    if shard_size <= 0:
+        raise BadInput(f"--shard-size must be positive, got {shard_size}")
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from genome.recombine.runner import merge as run
+
+    show = not json_out
+    with Progress(TextColumn("merging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=_console(), disable=not show, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def tick(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=name)
+
+        report = run(config, out, dtype=dtype, shard_bytes=int(shard_size * 1e6), progress=tick)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    _console().print(f"{report.method}: merged {report.merged} of {report.tensors} tensors "
+                     f"({_mb(report.bytes)} MB, {report.layers} layers) into {report.out} ({report.kind}) "
+                     f"in {report.seconds:.1f} s")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -49,7 +49,7 @@ def _totals_table(totals: dict[str, dict[str, int]]) -> Any:
 @app.command()
 def inspect(
     model: Path = typer.Argument(..., help="GGUF, safetensors, PyTorch file, HF folder or organ folder."),
-    organs: str | None = typer.Option(None, help=_ORGANS_HELP),
+    organs: Optional[str] = typer.Option(None, help=_ORGANS_HELP),
     measure: bool = typer.Option(True, help="Measure each tensor (sampled) to give its quality tier."),
     json_out: bool = _JSON,
 ) -> None:
@@ -107,7 +107,7 @@ def graft(
     donor: Path = typer.Argument(..., help="Model or organ folder that gives them."),
     out: Path = typer.Argument(..., help="Output: .gguf, .safetensors, or a folder (organ folder)."),
     organs: str = typer.Option(..., help=_ORGANS_HELP),
-    direct: bool | None = typer.Option(None, "--direct/--rewrite",
+    direct: Optional[bool] = typer.Option(None, "--direct/--rewrite",
                                           help="GGUF to GGUF: overwrite bytes in a copy (default when possible), "
                                                "or rewrite the file."),
     json_out: bool = _JSON,
@@ -140,7 +140,7 @@ def assemble(
 @app.command()
 def measure(
     model: Path = typer.Argument(..., help="Model to measure."),
-    organs: str | None = typer.Option(None, help=_ORGANS_HELP),
+    organs: Optional[str] = typer.Option(None, help=_ORGANS_HELP),
     json_out: bool = _JSON,
 ) -> None:
     """Entropy, kurtosis, theta, quality score and tier of each tensor."""
@@ -216,7 +216,7 @@ def quantize(
     model: Path = typer.Argument(..., help="Model to compress (for bitdelta: the fine-tuned model)."),
     out: Path = typer.Argument(..., help="Packed output, OUT.safetensors."),
     method: str = typer.Option("absmean", help="absmean or twn (ternary, 2-bit packed), or bitdelta (1-bit)."),
-    base: Path | None = typer.Option(None, help="bitdelta: the base model the delta is taken against."),
+    base: Optional[Path] = typer.Option(None, help="bitdelta: the base model the delta is taken against."),
     per_row: bool = typer.Option(False, help="bitdelta: one scale per row instead of per tensor."),
     organs: str = typer.Option("organ,skeleton", help=_ORGANS_HELP),
     json_out: bool = _JSON,
@@ -261,7 +261,7 @@ def quantize(
 def merge(
     config: Path = typer.Argument(..., help="Merge config (mergekit YAML: models or slices, merge_method ...)."),
     out: Path = typer.Argument(..., help="Output: OUT.safetensors, OUT.gguf, or a folder (sharded HF folder)."),
-    dtype: str | None = typer.Option(None, help="Output float type: float32, float16 or bfloat16."),
+    dtype: Optional[str] = typer.Option(None, help="Output float type: float32, float16 or bfloat16."),
     shard_size: float = typer.Option(5000.0, help="Largest shard of a folder output, in MB."),
     json_out: bool = _JSON,
 ) -> None:

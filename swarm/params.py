@@ -116,6 +116,30 @@ class FitnessParams(_Section):
     tau: float = Field(1000.0, gt=0, description="fitness decay time constant tau_f (interactions)")
 
 
+class ReproductionParams(_Section):
+    """How a dividing agent makes its child (swarm/crossover.py)."""
+
+    mode: Literal["division", "crossover"] = Field(
+        "division", description="division: copy the parent; crossover: merge the parent with a fit partner"
+    )
+    method: str = Field("ties", description="crossover merge method, a genome.recombine registry name")
+    partner_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="the partner's share (weight, or SLERP t); the parent has 1 - it"
+    )
+    density: float = Field(0.5, gt=0.0, le=1.0, description="share of each task vector kept (ties, dare, ...)")
+    tournament: int = Field(4, ge=1, le=256, description="random colony mates drawn; the fittest is the partner")
+
+    @model_validator(mode="after")
+    def _known(self) -> ReproductionParams:
+        from genome.recombine.registry import REGISTRY
+
+        if self.method not in REGISTRY or self.method == "passthrough":
+            names = ", ".join(m for m in REGISTRY if m != "passthrough")
+            raise ValueError(f"reproduction.method={self.method!r} is not a merge method; expected one of {names}")
+        return self
+
+
+
 class EnvironmentParams(_Section):
     name: Literal["niches"] = Field("niches", description="query stream from the environment registry")
     niches: int = Field(4, ge=1, le=256, description="number of query niches K")
@@ -126,6 +150,14 @@ class EnvironmentParams(_Section):
         0.0, ge=0.0, le=1.0, description="how far the niche mix moves per 100 steps (0 = fixed)"
     )
     thumbs_up: float = Field(0.5, ge=-1.0, le=1.0, description="similarity counted as a thumbs up")
+    shift_step: int = Field(
+        0, ge=0, description="at this step the query mix jumps from the first half of the niches to "
+        "the second half (0 = no shift)",
+    )
+    malicious: float = Field(
+        0.0, ge=0.0, le=0.9, description="share of founders that answer adversarially (pushed away "
+        "from the target); their children inherit it",
+    )
 
 
 class SwarmSpec(_Section):
@@ -141,6 +173,7 @@ class SwarmSpec(_Section):
     selection: SelectionParams = SelectionParams()
     fitness: FitnessParams = FitnessParams()
     environment: EnvironmentParams = EnvironmentParams()
+    reproduction: ReproductionParams = ReproductionParams()
 
     @model_validator(mode="after")
     def _noise_fits(self) -> SwarmSpec:

@@ -142,6 +142,33 @@ def sweep(
         typer.echo(f"results: {sweep_dir / 'summary.csv'} ({failed} failed)")
 
 
+@app.command()
+def experiment(
+    name: str = typer.Argument(..., help="specialisation, starvation, mutation-sweep, threshold-sweep, bitdelta"),
+    quick: bool = typer.Option(False, "--quick", help="The small variant (seconds to a minute)."),
+    out: Path = typer.Option(Path("runs"), help="Runs root; the report goes to RUNS_ROOT/claim-<name>-<timestamp>/."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+) -> None:
+    """Test one of the source documents' claims; writes report.md with plots and prints its table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from experiments.claims.report import run as run_claim
+
+    result = run_claim(name, quick, out)
+    table = Table(title=f"{name}: {result['verdict']}")
+    rows = result["table"]
+    for col in rows[0]:
+        table.add_column(str(col), justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()))
+    Console(stderr=json_out).print(table)
+    if json_out:
+        typer.echo(json.dumps(result, default=str))
+    else:
+        typer.echo(f"report: {result['report']}")
+
+
 @app.command("dashboard")
 def dashboard_cmd(
     root: Path = typer.Argument(Path("runs"), help="Runs root to show."),

@@ -32,6 +32,7 @@ class ColonyState:
     last_served: torch.Tensor  # (S,) int64
     niche_served: torch.Tensor  # (S, K) float32 queries served per niche since birth
     niche_reward: torch.Tensor  # (S, K) float32 summed reward per niche since birth
+    malicious: torch.Tensor  # (S,) bool: answers pushed away from the target (inherited)
 
     @classmethod
     def empty(cls, capacity: int, n_params: int, memory_dim: int, niches: int) -> ColonyState:
@@ -50,6 +51,7 @@ class ColonyState:
             last_served=torch.zeros(s, dtype=torch.int64),
             niche_served=torch.zeros(s, niches),
             niche_reward=torch.zeros(s, niches),
+            malicious=torch.zeros(s, dtype=torch.bool),
         )
 
     def to_dict(self) -> dict[str, torch.Tensor]:

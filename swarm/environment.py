@@ -5,6 +5,9 @@ every sub-cluster to its own answer vector. The answer bank is all K x L answers
 be decoded to a discrete label and accuracy measured. Feedback is graded (cosine of the response
 to the teacher's target) and a thumbs up above `thumbs_up`.
 
+Shift (`shift_step`): queries come from the first half of the niches until that step, then
+from the second half only, to measure how fast a population adapts.
+
 Drift: niche k is drawn with probability proportional to exp(1.5 sin(2 pi (drift t / 100 + k / K))),
 so with drift = 0 the mix is uniform and with drift = 0.05 it goes round once every 2,000 steps.
 """
@@ -45,6 +48,10 @@ class NicheEnvironment:
     def mix(self, step: int) -> torch.Tensor:
         """(K,) niche probabilities at `step`."""
         k = self.p.niches
+        if self.p.shift_step and k >= 2:  # first half of the niches before the shift, second after
+            after = torch.arange(k) >= k // 2
+            chosen = after if step >= self.p.shift_step else ~after
+            return chosen.float() / chosen.sum()
         phase = self.p.drift * step / 100.0 + torch.arange(k, dtype=torch.float64) / k
         logits = DRIFT_AMPLITUDE * torch.sin(2 * math.pi * phase) if self.p.drift > 0 else torch.zeros(k)
         return torch.softmax(logits.float(), 0)

@@ -130,6 +130,7 @@ def divide(
     params = torch.empty(n, n_params)
     memory = torch.empty(n, mem_dim)
     prior = torch.empty(n, dtype=torch.float64)
+    malicious = torch.empty(n, dtype=torch.bool)
     for c, st in enumerate(states):  # gather parents colony by colony
         mine = parent_colony == c
         slots = parent_slot[mine]
@@ -138,6 +139,7 @@ def divide(
         params[mine] = st.params[slots]
         memory[mine] = st.memory[slots]
         prior[mine] = st.fitness[slots].double()
+        malicious[mine] = st.malicious[slots]
         st.counter[slots] = 0
     params.add_(noise.slices(w_off, n_params), alpha=spec.mutation.sigma)
     memory.add_(noise.slices(m_off, mem_dim), alpha=spec.mutation.sigma_memory)
@@ -158,5 +160,6 @@ def divide(
         st.last_served[slots] = step
         st.niche_served[slots] = 0.0
         st.niche_reward[slots] = 0.0
+        st.malicious[slots] = malicious[mine]
     births = Births(child_id, parent_id, root_id, target, w_off)
     return births, torch.cat(died) if died else empty

@@ -32,7 +32,7 @@ METRICS = (
     "population", "births", "deaths", "queries", "fitness_mean", "fitness_max", "fitness_p10",
     "fitness_p50", "fitness_p90", "quality", "agent_quality", "accuracy", "thumbs_up",
     "memory_entries", "memory_hit_rate", "memory_evictions", "routed_share", "specialization",
-    "lineages", "seconds",
+    "lineages", "malicious_share", "seconds",
 )
 
 
@@ -60,6 +60,9 @@ class SwarmModel(mesa.Model):
             st.alive[:n0] = True
             st.agent_id[:n0] = ids
             st.root_id[:n0] = ids
+            n_bad = round(spec.environment.malicious * n0)
+            if n_bad:  # no draw at all without malicious agents: clean runs keep their random stream
+                st.malicious[torch.randperm(n0, generator=self.gen)[:n_bad]] = True
             self.colonies.append(Colony(self, c, st, spec.brain))
             self.lineage.add_births(ids, torch.full_like(ids, -1), ids, torch.full_like(ids, c), 0)
         self.next_id = spec.colony.count * n0
@@ -104,6 +107,10 @@ class SwarmModel(mesa.Model):
             mine = (pair_agent // self.capacity) == colony.index
             answers[mine] = colony.answer(pair_agent[mine] % self.capacity, batch.queries[pair_query[mine]])
         answers = answers.view(b, k, -1)  # (B, k, D)
+        bad = self._global("malicious")[chosen]  # (B, k) adversarial agents answer away from the target
+        if bool(bad.any()):
+            pushed = torch.nn.functional.normalize(0.5 * answers - batch.target.unsqueeze(1), dim=-1)
+            answers = torch.where(bad.unsqueeze(-1), pushed, answers)
 
         fitness = self._global("fitness")  # (C S,)
         candidates = torch.cat([answers, hits.response], 1)  # (B, k + h, D)
@@ -170,6 +177,7 @@ class SwarmModel(mesa.Model):
             "routed_share": float(routed.float().mean()),
             "specialization": specialization_index(self._global("niche_served")[alive], 5.0 * k),
             "lineages": float(len(torch.unique(self._global("root_id")[alive]))),
+            "malicious_share": float(self._global("malicious")[alive].float().mean()) if bool(alive.any()) else 0.0,
             "seconds": seconds,
         }
 

@@ -1,0 +1,20 @@
+"""Experiments that put the source documents' claims to the test.
+
+`REGISTRY` maps a name to a function `(quick: bool) -> ClaimResult`; `experiments.claims.report`
+runs one, writes `report.md`, `table.csv` and PNG plots under the runs root, and returns a summary.
+"""
+
+from __future__ import annotations
+
+from experiments.claims.bitdelta import bitdelta
+from experiments.claims.evolution import mutation_sweep, specialisation, starvation, threshold_sweep
+
+REGISTRY = {
+    "specialisation": specialisation,
+    "starvation": starvation,
+    "mutation-sweep": mutation_sweep,
+    "threshold-sweep": threshold_sweep,
+    "bitdelta": bitdelta,
+}
+
+__all__ = ["REGISTRY"]

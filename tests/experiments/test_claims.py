@@ -1,0 +1,48 @@
+"""Quick variants of the claim experiments: each asserts the direction of its result."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from experiments.claims import REGISTRY
+
+
+def test_specialisation_beats_both_controls():
+    result = REGISTRY["specialisation"](quick=True)
+    spec = dict(zip(result.table["variant"], result.table["specialization"]))
+    assert spec["evolution"] > spec["no selection (sigma=0, s=0)"] + 0.08
+    assert spec["evolution"] > spec["no memory routing"] + 0.08
+    assert result.held
+
+
+def test_malicious_agents_starve_under_every_rule():
+    result = REGISTRY["starvation"](quick=True)
+    assert len(result.table) == 6
+    assert (result.table["malicious_share_end"] < result.table["malicious_at_start"] / 2).all()
+    assert result.held
+
+
+def test_bitdelta_ratio_matches_the_arithmetic():
+    result = REGISTRY["bitdelta"](quick=True)
+    wide, memory = result.table.iloc[0], result.table.iloc[1]
+    assert wide["ratio"] == pytest.approx(3840 * 4 / (3840 / 8 + 4), rel=1e-6)  # 31.74x
+    assert memory["ratio"] == pytest.approx(512 * 4 / (512 / 8 + 4), rel=1e-6)  # 30.1x
+    assert 0.8 < wide["cosine_mean"] < 1.0
+
+
+def test_cli_writes_a_report_and_refuses_unknown_names(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "experiments.cli", "experiment", "bitdelta", "--quick",
+                          "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    folder = tmp_path / result["report"].split("/")[-2]
+    text = (folder / "report.md").read_text()
+    assert "31.7" in text and (folder / "table.csv").is_file()
+    assert (folder / "bitdelta.png").is_file() or (folder / "bitdelta.html").is_file()
+    bad = subprocess.run([sys.executable, "-m", "experiments.cli", "experiment", "nope", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown experiment 'nope'" in bad.stderr

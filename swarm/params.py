@@ -139,7 +139,6 @@ class ReproductionParams(_Section):
         return self
 
 
-
 class EnvironmentParams(_Section):
     name: Literal["niches"] = Field("niches", description="query stream from the environment registry")
     niches: int = Field(4, ge=1, le=256, description="number of query niches K")

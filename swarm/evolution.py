@@ -141,6 +141,10 @@ def divide(
         prior[mine] = st.fitness[slots].double()
         malicious[mine] = st.malicious[slots]
         st.counter[slots] = 0
+    if spec.reproduction.mode == "crossover":  # merge with a fit colony mate first (swarm/crossover.py)
+        from swarm.crossover import breed
+
+        params = breed(states, params, parent_colony, parent_slot, spec, gen)
     params.add_(noise.slices(w_off, n_params), alpha=spec.mutation.sigma)
     memory.add_(noise.slices(m_off, mem_dim), alpha=spec.mutation.sigma_memory)
 

@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import ui
 
-VIEWS = Path(__file__).with_name("views")
+VIEWS = Path(__file__).resolve().with_name("views")
 PAGES = [
     ("runs.py", "Runs", "runs"),
     ("population.py", "Population", "population"),

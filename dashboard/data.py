@@ -30,7 +30,7 @@ SPECIALISATION_COLUMNS = ["specialization", "lineages", "routed_share"]
 HEADLINE_COLUMNS = ["population", "quality", "accuracy", "specialization", "lineages"]
 POOL_LEVEL_COLUMNS = ["pool_genes", "pool_unique_l1", "pool_unique_l2", "pool_unique_l3", "pool_unique_l4"]
 POOL_GROUPS = ("tier", "role", "status")
-MAX_POINTS = 2000
+MAX_POINTS = 600  # about one point per pixel of a half-width chart; also evens out per-step noise
 
 
 # ---- runs -----------------------------------------------------------------------------------

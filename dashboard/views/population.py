@@ -58,8 +58,8 @@ def _numbers(df: pd.DataFrame) -> None:
                       f"{100 * (last['accuracy'] - before['accuracy']):+.1f} pts", "Share of queries answered right."))
     if "seconds" in df:
         seconds = df["seconds"].tail(50).mean()
-        items.append(("Speed", f"{1 / seconds:.1f} steps/s" if seconds > 0 else "n/a", None,
-                      "Mean over the last 50 steps."))
+        items.append(("Steps / s", f"{1 / seconds:.1f}" if seconds > 0 else "n/a", None,
+                      "Simulation speed, mean over the last 50 steps."))
     for col, (label, value, delta, help_) in zip(st.columns(len(items)), items):
         col.metric(label, value, delta=delta, delta_color="off" if label == "Living agents" else "normal",
                    help=help_)

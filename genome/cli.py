@@ -302,3 +302,10 @@ def merge(
     _console().print(f"{report.method}: merged {report.merged} of {report.tensors} tensors "
                      f"({_mb(report.bytes)} MB, {report.layers} layers) into {report.out} ({report.kind}) "
                      f"in {report.seconds:.1f} s")
+
+
+# ---- gene pool: `cogitans genome pool ...` and `cogitans genome dedup` (genome/pool/cli.py) -----
+from genome.pool.cli import dedup as _dedup, pool_app as _pool_app  # noqa: E402 - typer only, stays light
+
+app.add_typer(_pool_app, name="pool")
+app.command("dedup")(_dedup)

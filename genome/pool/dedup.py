@@ -1,0 +1,364 @@
+"""Ingest a model into a pool with four-level dedup, recording what collapsed where.
+
+Each tensor is cut into blocks (`genome.pool.levels.plan`); each block goes down the cascade and
+stops at the first level that finds it in the pool (or earlier in the same ingest):
+
+- L1 exact bytes: the block references the existing gene.
+- L2 canonical values (dtype-independent): references the existing gene; export re-encodes the
+  values in the tensor's dtype, which gives back the exact bytes. A 2-D tensor whose rows or
+  columns are a permutation of a stored tensor's (a layout change: hidden units reordered) is
+  stored as that tensor's genes plus the permutation; its blocks count as L2.
+- L3 behaviour on probe inputs: the block becomes a gene stored as a lossless XOR delta against
+  the matching gene (kept only if smaller than the block itself).
+- L4 MinHash LSH over the block's signed ternary positions: candidates of the same shape are
+  checked for exact Jaccard and cosine against the domain's threshold, then by shadow execution
+  (the layer's output change on probes with the candidate in place, within `shadow_tol`). A
+  passing block is stored as a lossless delta, or with `lossy`, replaced by the candidate (export
+  then reports the measured error per tensor). A block that passes the thresholds but fails the
+  shadow execution is kept as REQUIRES_VERIFICATION.
+- Otherwise a new gene; with `deltas`, stored as a delta against its closest gene (the block at
+  the same place in the last model with the same tensor, or an L4 candidate) when that is smaller.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import blake3
+import numpy as np
+
+from genome.errors import BadInput
+from genome.formats.base import TensorInfo
+from genome.minhash import LSHIndex, MinHasher, jaccard, signed_shingles, ternary
+from genome.pool import levels as lv
+from genome.pool.gene import Gene, GeneStatus, gene_hash
+from genome.pool.options import DedupOptions, IngestReport
+from genome.pool.session import ModelRecord, Session
+from genome.pool.store import RAW, ZSTD, ZSTD_SHUFFLE4, encode_blob
+
+
+class PoolIndex:
+    """Level keys of the genes already in the pool (of one kind), grown as the ingest goes."""
+
+    def __init__(self, db: Any, kind: str, max_level: int, bands: int, rows: int) -> None:
+        self.l1: set[str] = set()
+        self.l2: dict[str, str] = {}
+        self.l3: dict[str, str] = {}
+        self.shape: dict[str, tuple[int, ...]] = {}
+        self.sigs: dict[str, np.ndarray] = {}
+        self.lsh = LSHIndex(bands, rows)
+        if max_level <= 1:
+            self.l1 = {r[0] for r in db.execute("SELECT hash FROM genes WHERE kind = ?", (kind,))}
+            return
+        for h, l2, l3, shape, sig in db.execute("SELECT hash, l2, l3, shape, sig FROM genes WHERE kind = ?", (kind,)):
+            self.add(h, tuple(json.loads(shape)), l2, l3 if max_level >= 3 else None,
+                     np.frombuffer(sig, np.uint32) if sig is not None and max_level >= 4 else None)
+
+    def add(self, h: str, shape: tuple[int, ...], l2: str | None, l3: str | None, sig: np.ndarray | None) -> None:
+        self.l1.add(h)
+        self.shape[h] = shape
+        if l2 is not None:
+            self.l2.setdefault(l2, h)
+        if l3 is not None:
+            self.l3.setdefault(l3, h)
+        if sig is not None:
+            self.sigs[h] = sig
+            self.lsh.insert(h, sig)
+
+
+def default_name(path: Path) -> str:
+    """A model's name in the pool: its folder's name, or its file's stem (the folder's for model.*)."""
+    path = Path(path).resolve()
+    if path.is_file() and path.stem in ("model", "pytorch_model", "consolidated"):
+        return path.parent.name
+    return path.stem if path.is_file() else path.name
+
+
+def _metadata_json(metadata: dict[str, Any]) -> dict[str, list[Any]]:
+    def plain(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return {k: [plain(e.value), e.type, e.sub_type] for k, e in metadata.items()}
+
+
+def _lane_keys(bits: np.ndarray, axis: int) -> np.ndarray:
+    """Two 64-bit content keys per row (axis 0) or column (axis 1) of a bit-pattern matrix: (n, 2)."""
+    other = bits.shape[1 - axis]
+    mult = np.random.default_rng([11, other]).integers(1, 2**63, size=(other, 2), dtype=np.uint64) | np.uint64(1)
+    wide = bits.astype(np.uint64)
+    return wide @ mult if axis == 0 else wide.T @ mult  # uint64 products wrap: a multilinear hash
+
+
+def _multiset_sig(keys: np.ndarray, shape: tuple[int, ...], axis: int) -> str:
+    ordered = keys[np.lexsort((keys[:, 1], keys[:, 0]))]
+    return blake3.blake3(f"perm|{axis}|{shape}|".encode() + ordered.tobytes()).hexdigest()
+
+
+class WeightIngest:
+    """The cascade over one model's tensors (see the module docstring)."""
+
+    def __init__(self, pool: Any, session: Session, opts: DedupOptions, reader: Any, name: str) -> None:
+        self.pool, self.session, self.opts, self.reader, self.name = pool, session, opts, reader, name
+        cfg = pool.config
+        self.block = int(cfg["block"])
+        self.universe = 2 * self.block
+        self.hasher = MinHasher(int(cfg["num_perm"]), int(cfg["minhash_seed"]))
+        self.index = PoolIndex(pool.db, "weights", opts.max_level, int(cfg["bands"]), int(cfg["rows"]))
+        self.report = IngestReport(name=name, kind="weights")
+        self.record = ModelRecord(name, "weights", str(reader.path), reader.format, reader.arch,
+                                  _metadata_json(reader.metadata))
+        self.rowsigs: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        if opts.max_level >= 2:
+            for sig, axis, model, tensor in pool.db.execute("SELECT sig, axis, model, tensor FROM rowsigs"):
+                self.rowsigs.setdefault((sig, axis), []).append((model, tensor))
+
+    def run(self) -> tuple[ModelRecord, IngestReport]:
+        from genome.taxonomy import classify_model
+
+        t0 = time.perf_counter()
+        infos = self.reader.tensors()
+        taxa = classify_model((i.name, i.canonical) for i in infos)
+        for tidx, info in enumerate(infos):
+            self._tensor(tidx, info, taxa[info.name])
+        self.report.seconds = time.perf_counter() - t0
+        self.report.bytes_after = self.session.stored
+        self.record.nbytes = self.report.bytes_before
+        self.record.stats = self.report.as_dict()
+        return self.record, self.report
+
+    # ---- one tensor ------------------------------------------------------------------------
+    def _tensor(self, tidx: int, info: TensorInfo, taxon: Any) -> None:
+        raw = np.asarray(self.reader.raw(info.name)).reshape(-1)
+        plan = lv.plan(info, self.block)
+        values = None
+        if lv.numeric(info):
+            values = lv.canonical(raw, info.dtype, info.shape).reshape(-1)
+            if not lv.finite(values):
+                bad = int((~np.isfinite(values)).sum())
+                raise BadInput(f"{self.reader.path}: tensor {info.name!r} holds {bad} NaN or infinite value(s); "
+                               f"nothing was added to the pool")
+        self.report.bytes_before += info.nbytes
+        n = plan.count
+        shapes = [plan.shape(i) for i in range(n)]
+        ranges = [plan.byte_range(i) for i in range(n)]
+        digests = [blake3.blake3(raw[a:b]).digest() for a, b in ranges]
+        ghash = [gene_hash("weights", info.dtype, s, d) for s, d in zip(shapes, digests)]
+        idx, level = self.index, self.opts.max_level
+        pending = [i for i in range(n) if ghash[i] not in idx.l1]
+        l2: list[str | None] = [None] * n
+        l3: list[str | None] = [None] * n
+        sigs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+        def block_values(i: int) -> np.ndarray:
+            lo, hi = plan.element_range(i)
+            return values[lo:hi].reshape(shapes[i])
+
+        if values is not None and level >= 2 and pending:
+            same = info.dtype == "F32"  # canonical bytes are the stored bytes: reuse the digest
+            for i in pending:
+                l2[i] = lv.canonical_key(block_values(i), shapes[i], digests[i] if same else None)
+            pending = [i for i in pending if l2[i] not in idx.l2]
+        if values is not None and level >= 2 and len(info.shape) == 2:
+            if self._permuted(tidx, info, values.reshape(info.shape), bool(pending)):
+                return
+        if values is not None and level >= 3 and pending:
+            l3 = lv.behaviour_keys(values, plan, self.opts.l3_bits)
+            pending = [i for i in pending if l3[i] not in idx.l3]
+        if values is not None and level >= 4 and pending:
+            found, shingles = lv.signatures([block_values(i) for i in pending], self.hasher, self.universe)
+            sigs = {i: (found[k], shingles[k]) for k, i in enumerate(pending)}
+
+        slot = self._same_slot(info) if values is not None and self.opts.deltas else {}
+        codec, ratio = self._codec(raw[ranges[0][0]:ranges[0][1]])
+        err_sq = 0.0
+        for i in range(n):
+            rep, lev = self._cascade(i, info, taxon, raw, ranges, shapes, digests, ghash, l2, l3, sigs,
+                                     block_values if values is not None else None, slot, codec, ratio)
+            if lev == 4 and self.opts.lossy and rep != ghash[i]:
+                diff = block_values(i).astype(np.float64) - self.pool.values(rep, self.session)
+                err_sq += float((diff * diff).sum())
+            self.session.ref(rep)
+            self.record.blocks.append((tidx, i, rep, lev))
+            self.report.genes_in += 1
+            if lev:
+                self.report.collapsed[lev] += 1
+        norm_sq = float(np.dot(values.astype(np.float64), values)) if err_sq > 0 else 0.0
+        if err_sq > 0:
+            self.report.lossy_tensors.append({"name": info.name, "rel_error": float(np.sqrt(err_sq / norm_sq))
+                                              if norm_sq > 0 else 0.0})
+        self.record.tensors.append((tidx, info.name, info.canonical, info.dtype, json.dumps(list(info.shape)),
+                                    info.nbytes, None, None, err_sq, norm_sq))
+
+    def _cascade(self, i, info, taxon, raw, ranges, shapes, digests, ghash, l2, l3, sigs, block_values, slot,
+                 codec, ratio) -> tuple[str, int]:
+        """(gene the block references, level it collapsed at, 0 for a new gene)."""
+        idx, g = self.index, ghash[i]
+        if g in idx.l1:
+            return g, 1
+        if l2[i] is not None and l2[i] in idx.l2:
+            return idx.l2[l2[i]], 2
+        meta = {"source": self.name, "tensor": info.name, "canonical": info.canonical, "block": i,
+                "domain": taxon.domain, "subtype": taxon.subtype, "role": taxon.role}
+        shape, block_raw = shapes[i], raw[ranges[i][0]:ranges[i][1]]
+        full = max(1, int(block_raw.nbytes / ratio))
+        sig, shingles = sigs.get(i, (None, None))
+        keys = {"l2": l2[i], "l3": l3[i], "sig": sig}
+        status, tried = GeneStatus.ACTIVE, []
+        if block_values is not None:
+            v = block_values(i)
+            rep = idx.l3.get(l3[i]) if l3[i] is not None else None
+            if rep is not None and idx.shape.get(rep) == shape and self._delta_gene(g, v, rep, full, info, shape,
+                                                                                     meta, keys, block_raw):
+                self.report.level_deltas += 1
+                return g, 3
+            if sig is not None:
+                match, verify, tried = self._l4(v, sig, shingles, shape, taxon.domain)
+                if match is not None:
+                    if self.opts.lossy:
+                        return match, 4
+                    if self._delta_gene(g, v, match, full, info, shape, meta, keys, block_raw):
+                        self.report.level_deltas += 1
+                        return g, 4
+                if verify:
+                    status = GeneStatus.REQUIRES_VERIFICATION
+                    self.report.requires_verification += 1
+            if self.opts.deltas:
+                near = [c for c in [slot.get(i), *tried] if c is not None]
+                if self._delta_gene(g, v, near, self.opts.delta_gain * full, info, shape, meta, keys, block_raw,
+                                    status):
+                    self.report.delta_genes += 1
+                    return g, 0
+        self.session.put_blob(digests[i].hex(), block_raw, codec)
+        self._add(Gene(g, "weights", digests[i].hex(), info.dtype, shape, {}, meta, status=status), keys,
+                  block_raw.nbytes)
+        self.report.full_genes += 1
+        return g, 0
+
+    def _add(self, gene: Gene, keys: dict[str, Any], nbytes: int) -> None:
+        for level, key in ((2, keys["l2"]), (3, keys["l3"])):
+            if key is not None:
+                gene.level_hashes[level] = key
+        sig = keys["sig"]
+        if sig is not None:
+            gene.level_hashes[4] = sig.tobytes().hex()
+        self.session.add_gene(gene, sig.tobytes() if sig is not None else None, nbytes)
+        self.index.add(gene.hash, gene.shape, keys["l2"], keys["l3"], sig)
+
+    def _delta_gene(self, g, v, bases, limit, info, shape, meta, keys, block_raw, status=GeneStatus.ACTIVE) -> bool:
+        """Store gene `g` as the smallest XOR delta against one of `bases` if under `limit` bytes."""
+        best = None
+        for base in [bases] if isinstance(bases, str) else bases:
+            bv = self.pool.values(base, self.session)
+            if bv.shape != v.shape or bv.dtype != v.dtype:
+                continue
+            delta = lv.xor_delta(v, bv)
+            stored = encode_blob(delta, ZSTD_SHUFFLE4, level=3)
+            if len(stored) < limit and (best is None or len(stored) < len(best[2])):
+                best = (base, delta, stored)
+        if best is None:
+            return False
+        base, delta, stored = best
+        blob = blake3.blake3(delta).hexdigest()
+        added = self.session.put_blob(blob, delta, ZSTD_SHUFFLE4, stored)
+        self.report.delta_bytes += added
+        self._add(Gene(g, "weights", blob, info.dtype, shape, {}, meta, status=status, base=base), keys,
+                  block_raw.nbytes)
+        return True
+
+    def _l4(self, v, sig, shingles, shape, domain) -> tuple[str | None, bool, list[str]]:
+        """(verified match or None, whether a candidate passed the thresholds but not the shadow
+        execution, candidates examined)."""
+        idx = self.index
+        cands = [c for c in idx.lsh.query(sig) if idx.shape.get(c) == shape]
+        if not cands:
+            return None, False, []
+        cands.sort(key=lambda c: -int((idx.sigs[c] == sig).sum()))
+        cands = cands[: self.opts.max_candidates]
+        threshold, verify = self.opts.threshold_for(domain), False
+        self.report.l4_candidates += len(cands)
+        for c in cands:
+            cv = self.pool.values(c, self.session)
+            if cv.dtype != v.dtype:
+                continue
+            j = jaccard(shingles, signed_shingles(ternary(cv)))
+            if j < threshold or lv.cosine(v, cv) < threshold:
+                self.report.l4_rejected += 1
+                continue
+            if lv.shadow_error(v, cv) <= self.opts.shadow_tol:
+                return c, False, cands
+            verify = True
+        return None, verify, cands
+
+    def _codec(self, sample: np.ndarray) -> tuple[int, float]:
+        """zstd for this tensor's blocks if the first block shrinks by `compress_gain`, else raw."""
+        if sample.nbytes == 0:
+            return RAW, 1.0
+        ratio = sample.nbytes / len(encode_blob(memoryview(np.ascontiguousarray(sample)), ZSTD))
+        return (ZSTD, ratio) if ratio >= self.opts.compress_gain else (RAW, 1.0)
+
+    def _same_slot(self, info: TensorInfo) -> dict[int, str]:
+        """Block index -> gene of the same tensor (canonical name and shape) in the last model holding it."""
+        row = self.pool.db.execute(
+            "SELECT model, idx FROM tensors WHERE canonical = ? AND shape = ? AND perm IS NULL "
+            "ORDER BY model DESC LIMIT 1", (info.canonical, json.dumps(list(info.shape)))).fetchone()
+        if row is None:
+            return {}
+        return dict(self.pool.db.execute("SELECT idx, gene FROM blocks WHERE model = ? AND tensor = ?", row))
+
+    def _permuted(self, tidx: int, info: TensorInfo, mat: np.ndarray, look: bool) -> bool:
+        """Register this tensor's row/column multisets; if `look`, find a stored tensor it permutes."""
+        kind = np.uint64 if mat.dtype == np.float64 else np.uint32
+        bits = np.ascontiguousarray(mat).view(kind)
+        for axis in (0, 1):
+            keys = _lane_keys(bits, axis)
+            sig = _multiset_sig(keys, info.shape, axis)
+            self.record.rowsigs.append((sig, axis, tidx))
+            if not look:
+                continue
+            for model, tensor in self.rowsigs.get((sig, axis), []):
+                found = self._match_permutation(model, tensor, bits, keys, axis, kind)
+                if found is not None:
+                    self._record_permuted(tidx, info, model, tensor, found, axis)
+                    return True
+        return False
+
+    def _match_permutation(self, model, tensor, bits, keys, axis, kind) -> np.ndarray | None:
+        own_perm, own_axis = self.pool.db.execute("SELECT perm, perm_axis FROM tensors WHERE model = ? AND idx = ?",
+                                                  (model, tensor)).fetchone()
+        if own_perm is not None and own_axis != axis:
+            return None
+        cand = self.pool.tensor_values(model, tensor)
+        if cand.shape != bits.shape or cand.dtype.itemsize != bits.dtype.itemsize:
+            return None
+        cbits = np.ascontiguousarray(cand).view(kind)
+        ck = _lane_keys(cbits, axis)
+        perm = np.empty(bits.shape[axis], np.int64)
+        perm[np.lexsort((keys[:, 1], keys[:, 0]))] = np.lexsort((ck[:, 1], ck[:, 0]))
+        if not np.array_equal(np.take(cbits, perm, axis=axis), bits):
+            return None
+        if own_perm is not None:  # stored relative to the candidate's own genes
+            perm = np.frombuffer(self.pool.reader.read(own_perm), np.int64)[perm]
+        return perm
+
+    def _record_permuted(self, tidx, info, model, tensor, perm, axis) -> None:
+        payload = perm.astype(np.int64).tobytes()
+        blob = blake3.blake3(payload).hexdigest()
+        self.session.put_blob(blob, payload, ZSTD)
+        genes = self.pool.db.execute("SELECT idx, gene FROM blocks WHERE model = ? AND tensor = ? ORDER BY idx",
+                                     (model, tensor)).fetchall()
+        for i, g in genes:
+            self.session.ref(g)
+            self.record.blocks.append((tidx, i, g, 2))
+        self.report.genes_in += len(genes)
+        self.report.collapsed[2] += len(genes)
+        self.report.permuted_tensors += 1
+        self.record.tensors.append((tidx, info.name, info.canonical, info.dtype, json.dumps(list(info.shape)),
+                                    info.nbytes, blob, axis, 0.0, 0.0))

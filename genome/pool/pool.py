@@ -1,0 +1,326 @@
+"""`GenePool`: a persistent, attested, deduplicated store of genes and the models built from them.
+
+    pool = GenePool.init("my_pool")              # or GenePool("my_pool") to open
+    report = pool.ingest("model.safetensors")    # four-level dedup, see genome.pool.dedup
+    pool.export("model", "copy.safetensors")     # bit-identical unless lossy L4 was asked for
+
+Reading a gene checks its blob's BLAKE3 hash, that the gene hashes to its id, and its attestation
+(the batch signature once per batch, then the gene's leaf), so tampering is caught on read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genome.errors import BadInput
+from genome.pool import attest, merkle, store
+from genome.pool.gene import Gene, GeneStatus, check_transition, content_digest, gene_hash
+from genome.pool.levels import apply_delta, canonical, encode
+
+DEFAULT_CONFIG = {"block": 4096, "num_perm": 100, "bands": 20, "rows": 5, "minhash_seed": 1}
+_GENE_COLUMNS = ("hash, kind, blob, base, dtype, shape, nbytes, l2, l3, sig, meta, version, parent, status, refs, "
+                 "batch, leaf")
+
+
+class GenePool:
+    """An open gene pool folder (see `genome.pool.store` for the layout)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.db = store.connect(self.path)
+        self.config = {**DEFAULT_CONFIG, **store.read_config(self.db)}
+        self.reader = store.PackReader(self.path, self.db)
+        self._batches: dict[int, bool] = {}
+        self._values: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @classmethod
+    def init(cls, path: str | Path, **config: Any) -> GenePool:
+        """Create a pool (folder absent or empty) with its signing keys, and open it."""
+        unknown = set(config) - set(DEFAULT_CONFIG)
+        if unknown:
+            raise BadInput(f"unknown pool setting(s): {', '.join(sorted(unknown))}")
+        cfg = {**DEFAULT_CONFIG, **config}
+        if not 16 <= int(cfg["block"]) <= 1 << 20:
+            raise BadInput(f"block size {cfg['block']}: expected 16 to 1048576 elements")
+        if int(cfg["bands"]) * int(cfg["rows"]) > int(cfg["num_perm"]):
+            raise BadInput(f"bands x rows = {cfg['bands']} x {cfg['rows']} exceeds num_perm={cfg['num_perm']}")
+        store.create(Path(path), cfg)
+        attest.create_keys(Path(path))
+        return cls(path)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.db.close()
+
+    def __enter__(self) -> GenePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- genes -----------------------------------------------------------------------------
+    def gene(self, h: str) -> Gene:
+        """The gene with id (or unique id prefix) `h`, attestation attached."""
+        row = self.db.execute(f"SELECT {_GENE_COLUMNS} FROM genes WHERE hash = ?", (h,)).fetchone()
+        if row is None and 4 <= len(h) < 64:
+            rows = self.db.execute(f"SELECT {_GENE_COLUMNS} FROM genes WHERE hash LIKE ? LIMIT 2", (h + "%",)).fetchall()
+            row = rows[0] if len(rows) == 1 else None
+        if row is None:
+            raise BadInput(f"gene {h!r} is not in pool {self.path}")
+        return self._gene(row)
+
+    def _gene(self, row: tuple) -> Gene:
+        (h, kind, blob, base, dtype, shape, _nb, l2, l3, sig, meta, version, parent, status, refs, batch, leaf) = row
+        levels = {k: v for k, v in ((2, l2), (3, l3), (4, sig.hex() if sig else None)) if v}
+        g = Gene(h, kind, blob, dtype, tuple(json.loads(shape)), levels, json.loads(meta), version, parent,
+                 GeneStatus(status), refs, base)
+        g.attestation = (batch, leaf)
+        return g
+
+    def attestation(self, h: str) -> attest.Attestation:
+        """The gene's attestation: leaf, inclusion proof in its batch, the signed batch root."""
+        g = self.gene(h)
+        batch, leaf = g.attestation
+        root, signature, public, count = self.db.execute(
+            "SELECT root, signature, public_key, count FROM batches WHERE id = ?", (batch,)).fetchone()
+        leaves = [r[0] for r in self.db.execute("SELECT hash FROM leaves WHERE batch = ? ORDER BY idx", (batch,))]
+        return attest.Attestation(g.hash, batch, leaf, leaves[leaf].hex(), tuple(merkle.proof(leaves, leaf)),
+                                  root, count, signature, public)
+
+    def check_batch(self, batch: int) -> bool:
+        """True if a batch's stored leaves hash to its root and the root's signature holds (cached)."""
+        ok = self._batches.get(batch)
+        if ok is None:
+            row = self.db.execute("SELECT root, signature, public_key, count FROM batches WHERE id = ?",
+                                  (batch,)).fetchone()
+            leaves = [r[0] for r in self.db.execute("SELECT hash FROM leaves WHERE batch = ? ORDER BY idx", (batch,))]
+            ok = False
+            if row is not None:
+                root, signature, public, count = row
+                ok = (len(leaves) == count and merkle.root(leaves) == root and public == attest.public_key(self.path)
+                      and attest.check_signature(public, batch, root, count, signature))
+            self._batches[batch] = ok
+        return ok
+
+    def check_attestation(self, g: Gene) -> None:
+        """`PoolCorrupt` unless the gene's fields match its signed leaf in a valid batch."""
+        batch, leaf = g.attestation
+        row = self.db.execute("SELECT hash FROM leaves WHERE batch = ? AND idx = ?", (batch, leaf)).fetchone()
+        if row is None or merkle.leaf_hash(g.signed_fields()) != row[0]:
+            raise store.PoolCorrupt(f"gene {g.hash[:16]}: its index row does not match what was signed "
+                                    f"(batch {batch}, leaf {leaf}); the index was changed")
+        if not self.check_batch(batch):
+            raise store.PoolCorrupt(f"gene {g.hash[:16]}: the signature of batch {batch} does not verify with "
+                                    f"the pool's public key")
+
+    def exact_bytes(self, h: str, session: Any = None) -> bytes:
+        """A gene's exact stored bytes, fully checked (blob hash, gene hash, attestation)."""
+        g = session.gene(h) if session is not None else None
+        if g is None:
+            g = self.gene(h)
+            self.check_attestation(g)
+        read = session.payload if session is not None else self.reader.read
+        payload = read(g.blob)
+        if g.base is None:
+            data = payload
+        else:
+            base = self.values(g.base, session)
+            data = encode(apply_delta(base, payload), g.dtype).tobytes()
+        if gene_hash(g.kind, g.dtype, g.shape, content_digest(data)) != g.hash:
+            raise store.PoolCorrupt(f"gene {g.hash[:16]}: its data no longer hashes to its id")
+        return data
+
+    def values(self, h: str, session: Any = None) -> np.ndarray:
+        """A numeric gene's canonical values (float32, or float64 when needed), block-shaped."""
+        cached = self._values.get(h)
+        if cached is not None:
+            self._values.move_to_end(h)
+            return cached
+        g = (session.gene(h) if session is not None else None) or self.gene(h)
+        data = np.frombuffer(self.exact_bytes(h, session), np.uint8)
+        vals = canonical(data, g.dtype, g.shape)
+        self._values[h] = vals
+        if len(self._values) > 512:
+            self._values.popitem(last=False)
+        return vals
+
+    def set_status(self, h: str, status: str) -> Gene:
+        """Move a gene along its lifecycle; `IllegalTransition` for a forbidden move."""
+        with store.writer_lock(self.path):
+            g = self.gene(h)
+            new = check_transition(g.status, status, f"gene {g.hash[:12]}")
+            self.db.execute("UPDATE genes SET status = ? WHERE hash = ?", (new.value, g.hash))
+            g.status = new
+        return g
+
+    def evolve(self, h: str, new_values: np.ndarray, reason: str = "", repoint: bool = True) -> Gene:
+        """A new version of a weight gene (same shape and dtype), chained to it; the parent is
+        DEPRECATED and, with `repoint`, every model block that used it uses the new version."""
+        from genome.pool.gene import evolve as evolve_gene
+        from genome.pool.session import Session
+        from genome.pool.store import ZSTD
+
+        with store.writer_lock(self.path):
+            parent = self.gene(h)
+            if parent.kind != "weights":
+                raise BadInput(f"gene {h[:12]} is {parent.kind}; evolve() takes weight genes")
+            if tuple(np.shape(new_values)) != parent.shape:
+                raise BadInput(f"gene {h[:12]} has shape {list(parent.shape)}, new values have {list(np.shape(new_values))}")
+            data = encode(np.asarray(new_values, np.float32), parent.dtype)
+            child = evolve_gene(parent, data, reason)
+            session = Session(self)
+            try:
+                session.put_blob(child.blob, data, ZSTD)
+                session.add_gene(child, nbytes=data.nbytes)
+                session.ref(parent.hash)  # a version holds its parent (rollback stays possible)
+                moved = self.db.execute("SELECT COUNT(*) FROM blocks WHERE gene = ?", (parent.hash,)).fetchone()[0] \
+                    if repoint else 0
+                session.ref(child.hash, moved)
+                session.ref(parent.hash, -moved)
+                session.commit(moves=[(parent.hash, child.hash)] if moved else None,
+                               statuses=[(parent.hash, parent.status.value)])
+            except BaseException:
+                session.abort()
+                raise
+        self._values.pop(h, None)
+        return self.gene(child.hash)
+
+    # ---- ingest ----------------------------------------------------------------------------
+    def ingest(self, model: str | Path, name: str | None = None, options: Any = None) -> Any:
+        """Add a model (any format `genome.formats.open_model` reads) with four-level dedup.
+
+        Returns:
+            The `IngestReport` (per-level counts and bytes). Nothing is visible in the pool
+            until the whole model is in; a failure or a kill leaves the pool as it was.
+        """
+        from genome.formats import open_model
+        from genome.pool.dedup import WeightIngest, default_name
+        from genome.pool.options import DedupOptions
+
+        opts = options or DedupOptions()
+        name = name or default_name(Path(model))
+        self._check_name(name)
+        with open_model(model) as reader:
+            return self._write(name, lambda session: WeightIngest(self, session, opts, reader, name).run())
+
+    def ingest_code(self, source: str | Path, name: str | None = None, options: Any = None) -> Any:
+        """Add every Python function of a source tree as code genes (L1 source, L2 bytecode,
+        L3 execution trace); returns the `IngestReport`."""
+        from genome.pool.code_genes import CodeIngest
+        from genome.pool.dedup import default_name
+        from genome.pool.options import DedupOptions
+
+        opts = options or DedupOptions()
+        name = name or default_name(Path(source))
+        self._check_name(name)
+        return self._write(name, lambda session: CodeIngest(self, session, opts, Path(source), name).run())
+
+    def _check_name(self, name: str) -> None:
+        if not name or "/" in name:
+            raise BadInput(f"model name {name!r}: expected a non-empty name without '/'")
+        if self.db.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone():
+            raise BadInput(f"pool {self.path} already holds a model named {name!r}; pass another --name")
+
+    def _write(self, name: str, build: Any) -> Any:
+        from genome.pool.session import Session
+
+        with store.writer_lock(self.path):
+            store.remove_leftovers(self.path, self.db)
+            self._check_name(name)
+            session = Session(self)
+            try:
+                record, report = build(session)
+                session.commit(record)
+            except BaseException:
+                session.abort()
+                self._values.clear()
+                raise
+        return report
+
+    # ---- models ----------------------------------------------------------------------------
+    def model_row(self, name: str) -> tuple:
+        row = self.db.execute("SELECT id, kind, source, format, arch, metadata FROM models WHERE name = ?",
+                              (name,)).fetchone()
+        if row is None:
+            names = [r[0] for r in self.db.execute("SELECT name FROM models ORDER BY id")]
+            raise BadInput(f"pool {self.path} has no model {name!r} (models: {', '.join(names) or 'none'})")
+        return row
+
+    def tensor_values(self, model: int, tensor: int) -> np.ndarray:
+        """A numeric tensor's canonical values rebuilt from its genes, in its own shape."""
+        shape, perm, axis = self.db.execute("SELECT shape, perm, perm_axis FROM tensors WHERE model = ? AND idx = ?",
+                                            (model, tensor)).fetchone()
+        genes = [r[0] for r in self.db.execute(
+            "SELECT gene FROM blocks WHERE model = ? AND tensor = ? ORDER BY idx", (model, tensor))]
+        parts = [self.values(g).reshape(-1) for g in genes]
+        flat = np.concatenate(parts) if len(parts) > 1 else parts[0].reshape(-1)
+        vals = flat.reshape(json.loads(shape))
+        if perm is not None:
+            order = np.frombuffer(self.reader.read(perm), np.int64)
+            vals = np.take(vals, order, axis=axis)
+        return vals
+
+    def tensor_bytes(self, model: int, tensor: int) -> np.ndarray:
+        """A tensor's exact stored bytes rebuilt from its genes: uint8 (nbytes,)."""
+        dtype, perm, nbytes = self.db.execute(
+            "SELECT dtype, perm, nbytes FROM tensors WHERE model = ? AND idx = ?", (model, tensor)).fetchone()
+        rows = self.db.execute("SELECT b.gene, g.dtype, g.base FROM blocks b JOIN genes g ON g.hash = b.gene "
+                               "WHERE b.model = ? AND b.tensor = ? ORDER BY b.idx", (model, tensor)).fetchall()
+        if perm is None and all(gd == dtype and base is None for _, gd, base in rows):
+            out = np.frombuffer(b"".join(self.exact_bytes(g) for g, _, _ in rows), np.uint8)
+        else:
+            out = encode(self.tensor_values(model, tensor), dtype)
+        if out.nbytes != nbytes:
+            raise store.PoolCorrupt(f"tensor {tensor} of model {model}: rebuilt {out.nbytes} bytes, expected {nbytes}")
+        return out
+
+    def export(self, name: str, out: str | Path) -> dict[str, Any]:
+        """Rebuild model `name` into OUT.safetensors, OUT.gguf or an organ folder.
+
+        Returns:
+            {"out", "kind", "tensors", "bytes", "lossy": [{"name", "rel_error"} per tensor whose
+            blocks were collapsed at L4 without a delta]}.
+        """
+        from genome.formats.atomic import check_new_output
+        from genome.formats.base import MetaEntry, TensorInfo
+        from genome.formats.detect import output_kind, write_model
+
+        mid, kind, source, fmt, arch, meta = self.model_row(name)
+        if kind != "weights":
+            raise BadInput(f"model {name!r} is a {kind} source tree; only weight models can be exported")
+        output_kind(Path(out))
+        check_new_output(Path(out))
+        tensors = self.db.execute("SELECT idx, name, canonical, dtype, shape, nbytes, err_sq, norm_sq FROM tensors "
+                                  "WHERE model = ? ORDER BY idx", (mid,)).fetchall()
+        items = [(TensorInfo(n, tuple(json.loads(s)), d, nb, c), lambda i=i: self.tensor_bytes(mid, i))
+                 for i, n, c, d, s, nb, _, _ in tensors]
+        metadata = {k: MetaEntry(*v) for k, v in json.loads(meta).items()}
+        written = write_model(Path(out), items, metadata, arch, {"pool": str(self.path), "model": name})
+        lossy = [{"name": n, "rel_error": float(np.sqrt(e / nsq)) if nsq > 0 else 0.0}
+                 for _, n, _, _, _, _, e, nsq in tensors if e > 0]
+        return {"out": str(out), "kind": written, "tensors": len(tensors),
+                "bytes": sum(t[5] for t in tensors), "lossy": lossy}
+
+    # ---- pool-wide -------------------------------------------------------------------------
+    def leaves_by_gene(self) -> tuple[list[str], list[bytes]]:
+        """Every gene id (sorted) and its signed leaf hash."""
+        rows = self.db.execute("SELECT g.hash, l.hash FROM genes g JOIN leaves l ON l.batch = g.batch "
+                               "AND l.idx = g.leaf ORDER BY g.hash").fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def merkle_root(self) -> str:
+        """Merkle root over all genes (sorted by id; leaf = the gene's signed leaf)."""
+        return merkle.root(self.leaves_by_gene()[1])
+
+    def inclusion_proof(self, h: str) -> dict[str, Any]:
+        """Proof that gene `h` is in the pool's current Merkle root."""
+        g = self.gene(h)
+        ids, leaves = self.leaves_by_gene()
+        i = ids.index(g.hash)
+        return {"gene": g.hash, "leaf": leaves[i].hex(), "index": i, "proof": merkle.proof(leaves, i),
+                "root": merkle.root(leaves)}

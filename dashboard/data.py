@@ -34,6 +34,29 @@ MAX_POINTS = 600  # about one point per pixel of a half-width chart; also evens 
 
 
 # ---- runs -----------------------------------------------------------------------------------
+def list_runs(root: Path) -> list[RunInfo]:
+    """`reader.list_runs`, but one database with an unexpected layout (a `run` table without
+    the expected columns) shows up as unreadable instead of hiding every other run."""
+    try:
+        return reader.list_runs(root)
+    except (KeyError, TypeError, ValueError, IndexError):
+        pass
+    root = Path(root)
+    dirs = {p.parent for pattern in (reader.DB_NAME, f"*/{reader.DB_NAME}", f"*/*/{reader.DB_NAME}")
+            for p in root.glob(pattern)}  # the reader's layout: a run, or runs one or two levels down
+    runs = [run_info(d) for d in dirs]
+    return sorted(runs, key=lambda r: (r.started or 0.0, str(r.path)), reverse=True)
+
+
+def run_info(run_dir: Path) -> RunInfo:
+    """`reader.run_info`, with a malformed run table reported as an unreadable run."""
+    try:
+        return reader.run_info(run_dir)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        return RunInfo(path=Path(run_dir), name=Path(run_dir).name, status="unreadable",
+                       error=f"unexpected run table ({type(err).__name__}: {err})")
+
+
 def runs_frame(runs: list[RunInfo]) -> pd.DataFrame:
     """One row per run: identity, status, progress and its latest headline metrics."""
     rows = []

@@ -198,8 +198,7 @@ def phylogeny_figure(tree: Tree, colors: dict[str, str] | None = None) -> go.Fig
         part = nodes[group == name]
         xs: list[float | None] = []
         ys: list[float | None] = []
-        for agent, parent, y, start, end in part[["agent_id", "parent_id", "y", "start", "end"]].itertuples(
-                index=False):
+        for parent, y, start, end in part[["parent_id", "y", "start", "end"]].itertuples(index=False):
             xs += [start, end, None]
             ys += [y, y, None]
             if parent in y_of:

@@ -49,7 +49,7 @@ def start(root: Path, host: str = "127.0.0.1", port: int = 8501, wait: bool = Tr
     if not 0 < port < 65536:
         raise BadInput(f"--port {port} is not a TCP port (1-65535)")
     _check_free(host, port)
-    log = tempfile.NamedTemporaryFile(prefix="cogitans-dashboard-", suffix=".log", delete=False)  # noqa: SIM115
+    log = tempfile.NamedTemporaryFile(prefix="cogitans-dashboard-", suffix=".log", delete=False)
     env = {**os.environ, ROOT_ENV: str(Path(root).expanduser().resolve())}
     proc = subprocess.Popen(command(host, port), env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)

@@ -17,7 +17,6 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.launch import ROOT_ENV
-from experiments import reader
 from experiments.reader import RunInfo, StoreError
 
 REFRESH_SECONDS = 2.0
@@ -30,7 +29,7 @@ def runs_root() -> Path:
 
 def list_runs() -> list[RunInfo]:
     try:
-        return reader.list_runs(runs_root())
+        return data.list_runs(runs_root())
     except (OSError, StoreError) as err:
         st.error(f"Cannot list the runs under {runs_root()}: {err}")
         return []
@@ -79,7 +78,7 @@ def current_run() -> RunInfo | None:
     if not path:
         no_runs_message()
         return None
-    info = reader.run_info(Path(path))
+    info = data.run_info(Path(path))
     if info.status == "unreadable":
         st.warning(f"Run `{Path(path).name}` cannot be read: {info.error}")
         return None
@@ -111,19 +110,19 @@ def guard(what: str) -> Iterator[None]:
         yield
     except StoreError as err:
         st.warning(f"Cannot read {what}: {err}")
-    except Exception as err:  # noqa: BLE001 - a dashboard shows the problem and keeps running
+    except Exception as err:  # a dashboard shows the problem and keeps running
         st.error(f"Cannot draw {what}: {type(err).__name__}: {err}")
 
 
 def live(paths: list[Path], body: Callable[[list[RunInfo]], None], key: str) -> None:
     """Draw `body(fresh run infos)` in a fragment that redraws itself every few seconds while any
     of the runs is running; when the last one stops, one full rerun draws it without a timer."""
-    first = [reader.run_info(p) for p in paths]
+    first = [data.run_info(p) for p in paths]
     running = any(i.status == "running" for i in first) and st.session_state.get("live", True)
 
     @st.fragment(run_every=REFRESH_SECONDS if running else None)
     def _fragment() -> None:
-        fresh = [reader.run_info(p) for p in paths]
+        fresh = [data.run_info(p) for p in paths]
         if running and not any(i.status == "running" for i in fresh):
             st.rerun()
         with guard(f"page {key}"):

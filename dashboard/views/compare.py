@@ -81,7 +81,8 @@ def _sweep(runs: list[RunInfo]) -> None:
     frame = data.sweep_frame(runs, [metric])
     params = data.varying_params(frame)
     done = sum(r.status == "finished" for r in runs)
-    st.caption(f"{len(runs)} runs ({done} finished); swept: {', '.join(p.removeprefix('param ') for p in params) or 'nothing'}.")
+    swept = ", ".join(p.removeprefix("param ") for p in params) or "nothing"
+    st.caption(f"{len(runs)} runs ({done} finished); swept: {swept}.")
     if metric not in frame or frame[metric].isna().all():
         st.info("No run of this sweep has recorded this metric yet.")
     elif not params:

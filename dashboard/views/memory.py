@@ -37,7 +37,8 @@ def _body(runs: list[RunInfo]) -> None:
     if "memory_entries" in df:
         cols[0].metric("Entries stored", f"{int(last['memory_entries']):,}")
     if "memory_hit_rate" in df:
-        cols[1].metric("Hit rate", f"{100 * last['memory_hit_rate']:.1f} %", help="Queries with a memory hit, last step.")
+        cols[1].metric("Hit rate", f"{100 * last['memory_hit_rate']:.1f} %",
+                       help="Queries with a memory hit, last step.")
     if "memory_evictions" in df:
         cols[2].metric("Evicted so far", f"{int(last['memory_evictions']):,}")
     view, bucket = data.downsample(df)

@@ -79,7 +79,8 @@ def metrics_row(step: int, swarm: Swarm, births: int, deaths: int, rng: np.rando
         "fitness_p90": float(np.quantile(fit, 0.9)), "quality": 0.1 + step / 200, "agent_quality": 0.05 + step / 400,
         "accuracy": min(1.0, 0.3 + step / 100), "thumbs_up": min(1.0, step / 80), "memory_entries": 32.0 * step,
         "memory_hit_rate": min(1.0, step / 20), "memory_evictions": float(max(0, step - 20) * 4),
-        "routed_share": 0.3, "specialization": min(1.0, step / 50), "lineages": float(len({v[1] for v in swarm.alive.values()})),
+        "routed_share": 0.3, "specialization": min(1.0, step / 50),
+        "lineages": float(len({v[1] for v in swarm.alive.values()})),
         "seconds": 0.01 + 0.001 * (step % 3),
     }
     if pool:

@@ -95,7 +95,7 @@ def test_truncated_database(app, tmp_path):
         path.unlink()
     a = app(tmp_path, run="cut-1")
     shown = []
-    for page in every_page(a):  # an unreadable or partly readable run: messages only
+    for _ in every_page(a):  # an unreadable or partly readable run: messages only
         shown += a.texts("warning") + a.texts("error")
     assert any("cut-1" in t and ("not a Cogitans run database" in t or "malformed" in t) for t in shown)
 
@@ -125,3 +125,23 @@ def test_sweep_with_odd_params(app, tmp_path, params):
         write_run(tmp_path / "odd" / f"odd-{i}", 6, seed=i, sweep_id="odd", params=params, snapshot_every=0)
     a = app(tmp_path).page("compare")
     assert a.problems() == []
+
+
+def test_run_table_with_an_unexpected_layout(app, tmp_path):
+    """A database that looks like a run store but whose `run` table lacks columns: that run is
+    unreadable, the others are still listed."""
+    write_run(tmp_path / "good-1", 5)
+    (tmp_path / "odd").mkdir()
+    db = sqlite3.connect(tmp_path / "odd" / "run.sqlite")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("CREATE TABLE run (id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("INSERT INTO run VALUES (1, 'odd')")
+    db.commit()
+    db.close()
+    a = app(tmp_path, run="odd")
+    table = a.at.dataframe[0].value.set_index("run")
+    assert table.loc["good-1", "status"] == "finished" and table.loc["odd", "status"] == "unreadable"
+    assert any("unexpected run table" in t for t in a.texts("warning"))
+    for _ in every_page(a):
+        pass

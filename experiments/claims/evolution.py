@@ -10,20 +10,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from experiments.claims.common import SMALL, ClaimResult, merge, tail_mean, trajectory
-from experiments.spec import read_yaml
-
-DEFAULT = "experiments/configs/default.yaml"
 
 
 def _base(quick: bool) -> tuple[dict, int, list[int]]:
-    """Spec, steps and seeds: a small spec for --quick, the default experiment otherwise."""
-    if quick:
-        return SMALL, 300, [0, 1]
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / DEFAULT
-    data = {k: v for k, v in read_yaml(path).items() if k != "run"}
-    return data, 1000, [0, 1, 2]
+    """Spec, steps and seeds: the small spec (about 30 ms a step) for 300 steps x 2 seeds with
+    --quick, 600 steps x 3 seeds otherwise."""
+    return (SMALL, 300, [0, 1]) if quick else (SMALL, 600, [0, 1, 2])
 
 
 def _ci(values: list[float]) -> float:
@@ -104,7 +96,7 @@ def _first_below(df: pd.DataFrame, level: float) -> float:
 
 def mutation_sweep(quick: bool) -> ClaimResult:
     base, steps, seeds = _base(quick)
-    sigmas = [0.001, 0.01, 0.1] if quick else [0.001, 0.003, 0.01, 0.03, 0.1]
+    sigmas = [0.01, 0.1, 1.0] if quick else [0.01, 0.03, 0.1, 0.3, 1.0]  # two decades
     rows = []
     for sigma in sigmas:
         q = [tail_mean(trajectory(merge(base, {"mutation": {"sigma": sigma}}), s, steps), "quality") for s in seeds]
@@ -117,9 +109,10 @@ def mutation_sweep(quick: bool) -> ClaimResult:
     fig.update_layout(title="Consensus quality against mutation strength", xaxis_type="log",
                       xaxis_title="mutation sigma (std of weight noise)", yaxis_title="quality, last 10% of steps",
                       template="plotly_white", width=800, height=450)
-    verdict = (f"Best quality at sigma = {table['sigma'].iloc[best]:g}; "
-               + ("quality falls at the largest sigma, the error-threshold shape the source implies."
-                  if held else "no drop at the largest sigma within two decades: no error threshold seen here."))
+    verdict = (f"Quality peaks at sigma = {table['sigma'].iloc[best]:g} and "
+               + (f"collapses to {table['quality_last'].iloc[-1]:.2f} at sigma = {table['sigma'].iloc[-1]:g}: an "
+                  "error threshold exists, but above the source's sigma = 0.01, which is on the slow side here."
+                  if held else "does not fall at the largest sigma: no error threshold seen in this range."))
     return ClaimResult("Mutation strength (error threshold)", "sigma = 0.01 makes small changes to weights.",
                        verdict, held, table, {"mutation_sweep": fig})
 
@@ -134,6 +127,7 @@ def threshold_sweep(quick: bool) -> ClaimResult:
         dfs = [trajectory(merge(base, o), s, steps) for s in seeds]
         runs[f"R = {r}"] = dfs
         rows.append({"threshold": r,
+                     "lineages_at_shift": mean(float(df["lineages"].iloc[shift - 1]) for df in dfs),
                      "quality_before_shift": mean(float(df["quality"].iloc[shift - 50 : shift].mean()) for df in dfs),
                      "quality_after_shift_100": mean(float(df["quality"].iloc[shift : shift + 100].mean()) for df in dfs),
                      "quality_last": mean(tail_mean(df, "quality") for df in dfs),
@@ -142,11 +136,14 @@ def threshold_sweep(quick: bool) -> ClaimResult:
     fig = _lines(runs, "quality", f"Consensus quality; the query mix shifts at step {shift}", "quality (cosine to target)")
     fig.add_vline(x=shift, line_dash="dash")
     fastest = int(table["quality_after_shift_100"].idxmax())
-    held = fastest < len(table) - 1
-    verdict = (f"Adaptation after the shift is fastest at R = {table['threshold'].iloc[fastest]} "
-               "(mean quality over the 100 steps after it); "
-               + ("lower thresholds adapt faster, as the source's trade-off says." if fastest == 0 else
-                  "the relation is not monotone here."))
+    held = fastest == 0  # the naive reading: a lower threshold (faster division) adapts faster
+    verdict = (f"Adaptation after the shift (mean quality over the 100 steps after it) is best at "
+               f"R = {table['threshold'].iloc[fastest]}. "
+               + ("Lower thresholds adapt faster, as the source's trade-off suggests." if held else
+                  "A low threshold does not adapt faster here: fast division lets a few lineages take over "
+                  f"(lineages at the shift: {', '.join(f'{v:.0f}' for v in table['lineages_at_shift'])} for "
+                  f"R = {', '.join(str(r) for r in table['threshold'])}), so less variety is left when the "
+                  "query mix moves. The trade-off exists, with stability on the side of diversity."))
     return ClaimResult("Replication threshold vs adaptation",
                        "The replication threshold R balances stability against adaptation.",
                        verdict, held, table, {"threshold_sweep": fig})

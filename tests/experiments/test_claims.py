@@ -46,3 +46,18 @@ def test_cli_writes_a_report_and_refuses_unknown_names(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "experiments.cli", "experiment", "nope", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown experiment 'nope'" in bad.stderr
+
+
+def test_mutation_sweep_finds_an_error_threshold():
+    result = REGISTRY["mutation-sweep"](quick=True)
+    q = dict(zip(result.table["sigma"], result.table["quality_last"]))
+    assert q[0.1] > q[0.01]  # stronger mutation than the source's 0.01 adapts faster here
+    assert q[1.0] < q[0.1]  # and too much destroys what selection found
+
+
+def test_threshold_sweep_fast_division_loses_diversity():
+    result = REGISTRY["threshold-sweep"](quick=True)
+    t = result.table.set_index("threshold")
+    assert t.loc[5, "lineages_at_shift"] < t.loc[80, "lineages_at_shift"]
+    assert t.loc[5, "births"] > t.loc[80, "births"]
+    assert t.loc[80, "quality_after_shift_100"] > t.loc[5, "quality_after_shift_100"]

@@ -99,20 +99,27 @@ def mutation_sweep(quick: bool) -> ClaimResult:
     sigmas = [0.01, 0.1, 1.0] if quick else [0.01, 0.03, 0.1, 0.3, 1.0]  # two decades
     rows = []
     for sigma in sigmas:
-        q = [tail_mean(trajectory(merge(base, {"mutation": {"sigma": sigma}}), s, steps), "quality") for s in seeds]
-        rows.append({"sigma": sigma, "quality_last": mean(q), "quality_ci95": _ci(q), "seeds": len(q)})
+        dfs = [trajectory(merge(base, {"mutation": {"sigma": sigma}}), s, steps) for s in seeds]
+        q = [tail_mean(df, "quality") for df in dfs]
+        a = [tail_mean(df, "agent_quality") for df in dfs]
+        rows.append({"sigma": sigma, "quality_last": mean(q), "quality_ci95": _ci(q),
+                     "agent_quality_last": mean(a), "agent_quality_ci95": _ci(a), "seeds": len(q)})
     table = pd.DataFrame(rows)
-    best = int(table["quality_last"].idxmax())
-    held = bool(table["quality_last"].iloc[-1] < table["quality_last"].iloc[best] and best < len(table) - 1)
-    fig = go.Figure(go.Scatter(x=table["sigma"], y=table["quality_last"], mode="lines+markers",
-                               error_y={"type": "data", "array": table["quality_ci95"].fillna(0)}))
-    fig.update_layout(title="Consensus quality against mutation strength", xaxis_type="log",
-                      xaxis_title="mutation sigma (std of weight noise)", yaxis_title="quality, last 10% of steps",
+    fig = go.Figure()
+    for col, name in (("quality_last", "consensus (agents + memory)"), ("agent_quality_last", "agents' own answers")):
+        fig.add_trace(go.Scatter(x=table["sigma"], y=table[col], mode="lines+markers", name=name,
+                                 error_y={"type": "data", "array": table[col.replace("last", "ci95")].fillna(0)}))
+    fig.update_layout(title="Answer quality against mutation strength", xaxis_type="log",
+                      xaxis_title="mutation sigma (std of weight noise)", yaxis_title="cosine to target, last 10% of steps",
                       template="plotly_white", width=800, height=450)
-    verdict = (f"Quality peaks at sigma = {table['sigma'].iloc[best]:g} and "
-               + (f"collapses to {table['quality_last'].iloc[-1]:.2f} at sigma = {table['sigma'].iloc[-1]:g}: an "
-                  "error threshold exists, but above the source's sigma = 0.01, which is on the slow side here."
-                  if held else "does not fall at the largest sigma: no error threshold seen in this range."))
+    peak = int(table["agent_quality_last"].idxmax())
+    held = bool(peak < len(table) - 1)  # agents' heritable quality falls past some sigma
+    verdict = (f"Agents' own answers are best at sigma = {table['sigma'].iloc[peak]:g} "
+               + (f"and fall at sigma = {table['sigma'].iloc[-1]:g} (an error threshold in what children inherit), "
+                  if held else "and do not fall within two decades (no error threshold seen), ")
+               + f"while consensus quality keeps rising to {table['quality_last'].iloc[-1]:.2f}: the shared memory "
+               "keeps the best answers ever given, so the swarm is buffered against mutational meltdown. The "
+               "source's sigma = 0.01 is on the slow side for these 100k-parameter agents.")
     return ClaimResult("Mutation strength (error threshold)", "sigma = 0.01 makes small changes to weights.",
                        verdict, held, table, {"mutation_sweep": fig})
 

@@ -190,21 +190,23 @@ def phylogeny_figure(tree: Tree, colors: dict[str, str] | None = None) -> go.Fig
     if colors is None:
         top = nodes.loc[nodes["alive"], "root_id"].value_counts().index[: len(PALETTE)]
         colors = lineage_colors([f"lineage {r}" for r in top])
-    y_of = dict(zip(nodes["agent_id"].to_numpy().tolist(), nodes["y"].to_numpy().tolist()))
+    # Parent's row for each agent whose parent is in the tree (NaN otherwise).
+    parent_y = nodes["parent_id"].map(pd.Series(nodes["y"].to_numpy(), index=nodes["agent_id"])).to_numpy(float)
     traces = []
     group = nodes["root_id"].map(lambda r: f"lineage {r}" if f"lineage {r}" in colors else OTHER)
     present = set(group)
     for name in [n for n in colors if n != OTHER and n in present] + ([OTHER] if OTHER in present else []):
-        part = nodes[group == name]
-        xs: list[float | None] = []
-        ys: list[float | None] = []
-        for parent, y, start, end in part[["parent_id", "y", "start", "end"]].itertuples(index=False):
-            xs += [start, end, None]
-            ys += [y, y, None]
-            if parent in y_of:
-                xs += [start, start, None]
-                ys += [y_of[parent], y, None]
-        traces.append(go.Scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="skip",
+        mask = (group == name).to_numpy()
+        part = nodes[mask]
+        start, end, y, up = (part["start"].to_numpy(float), part["end"].to_numpy(float),
+                             part["y"].to_numpy(float), parent_y[mask])
+        gap = np.full_like(y, np.nan)
+        linked = ~np.isnan(up)
+        # NaN-separated segments: a life line per agent, then a link per agent with a parent.
+        xs = np.concatenate([np.column_stack([start, end, gap]).ravel(),
+                             np.column_stack([start, start, gap])[linked].ravel()])
+        ys = np.concatenate([np.column_stack([y, y, gap]).ravel(), np.column_stack([up, y, gap])[linked].ravel()])
+        traces.append(go.Scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="skip", connectgaps=False,
                                  line=dict(width=1.2, color=colors.get(name, GREY))))
         tips = part[part["alive"]]
         traces.append(go.Scatter(

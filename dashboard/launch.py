@@ -63,6 +63,15 @@ def start(root: Path, host: str = "127.0.0.1", port: int = 8501, wait: bool = Tr
     print(f"Dashboard: {url}  (runs root {env[ROOT_ENV]}; log {log.name})", flush=True)
     if not wait:
         return proc
+    serve(proc)
+    return None
+
+
+def serve(proc: subprocess.Popen) -> None:
+    """Block until Ctrl-C or SIGTERM (or until Streamlit exits), then stop Streamlit cleanly.
+
+    `cogitans run --dashboard` can call this after the run to keep showing the finished run.
+    """
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         proc.wait()
@@ -71,7 +80,6 @@ def start(root: Path, host: str = "127.0.0.1", port: int = 8501, wait: bool = Tr
     finally:
         stop(proc)
         signal.signal(signal.SIGTERM, previous)
-    return None
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -111,7 +111,7 @@ def test_phylogeny_draws_a_line_per_agent_and_a_link_to_its_parent():
 def _segments(xs, ys):
     seg = []
     for x, y in zip(xs, ys):
-        if x is None:
+        if x is None or np.isnan(x):
             yield seg
             seg = []
         else:

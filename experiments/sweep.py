@@ -14,7 +14,6 @@ import itertools
 import json
 import math
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +102,9 @@ def create(config: Path, overrides: list[str], grids: list[str], randoms: list[s
            repeats: int, out: Path) -> tuple[Path, list[Trial]]:
     base = apply_overrides(read_yaml(config), overrides)
     trials = plan(base, grids, randoms, samples, repeats)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for i in range(1000):
-        sweep_dir = out / (f"sweep-{stamp}" + (f"-{i}" if i else ""))
-        try:
-            sweep_dir.mkdir()
-            break
-        except FileExistsError:
-            continue
+    from experiments.runner import new_run_dir
+
+    sweep_dir = new_run_dir(out, "sweep")
     record = {"id": sweep_dir.name, "base": base, "base_spec": dump_spec(validate(base)),
               "grids": grids, "randoms": randoms, "samples": samples, "repeats": repeats,
               "trials": [asdict(t) for t in trials]}

@@ -309,3 +309,50 @@ from genome.pool.cli import dedup as _dedup, pool_app as _pool_app  # noqa: E402
 
 app.add_typer(_pool_app, name="pool")
 app.command("dedup")(_dedup)
+
+
+@app.command()
+def plan(
+    a: Path = typer.Argument(..., help="Model A (the recipient, or the model to compress)."),
+    b: Path = typer.Argument(..., help="Model B (the donor, the second parent, or A's base for compress)."),
+    goal: str = typer.Option(..., help="merge_skills, capability_add, compress or repair."),
+    base: Optional[Path] = typer.Option(None, help="The base both were fine-tuned from (task-vector methods)."),
+    out: Optional[Path] = typer.Option(None, help="Plan folder to write (plan.json + merge.yaml or lora.yaml)."),
+    run: bool = typer.Option(False, "--run", help="Execute the plan into OUT and log the outcome."),
+    log: Optional[Path] = typer.Option(None, help="Outcome log (SQLite); default ~/.cogitans/breeding.sqlite."),
+    json_out: bool = _JSON,
+) -> None:
+    """Choose a breeding strategy for two models, estimate it and write an executable plan.
+
+    Lineage, overlap and modularity are measured on the weights; past outcomes in the log
+    adjust the choice.
+    """
+    from genome.errors import BadInput
+
+    if run and out is None:
+        raise BadInput("--run needs --out: the plan folder receives the result")
+    from genome.recombine.orchestrator import make_plan, run_plan
+    from genome.recombine.outcomes import default_log
+
+    if out is not None and out.exists() and any(out.iterdir()):
+        raise BadInput(f"plan folder {out} already exists and is not empty")
+    result = make_plan(a, b, goal, base=base, out_dir=out, log=log or default_log())
+    if run:
+        result["outcome"] = run_plan(out, log=log or default_log())
+    if json_out:
+        typer.echo(json.dumps(result, default=str))
+        return
+    console = _console()
+    est = result["estimates"]
+    console.print(f"goal {goal}: {result['strategy']} ({'proceed' if result['proceed'] else 'FLAGGED'})")
+    console.print(result["rationale"])
+    console.print(f"estimates: compute {est['compute_s']:.1f} s, inference x{est['inference_cost']:.2f}, "
+                  f"benefit {est['benefit']:.2f}, forgetting risk {est['forgetting_risk']:.2f}")
+    console.print("scores: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(result["scores"].items(),
+                                                                            key=lambda kv: -kv[1])))
+    if out is not None:
+        console.print(f"plan: {out / 'plan.json'}, config: {out / result['config']}; run: {result['command']}")
+    if run:
+        o = result["outcome"]
+        console.print(f"ran {o['strategy']} in {o['seconds']:.1f} s -> {o['out']}: benefit {o['benefit']:.2f}, "
+                      f"forgetting {o['forgetting']:.2f} (logged)")

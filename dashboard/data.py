@@ -41,11 +41,18 @@ def list_runs(root: Path) -> list[RunInfo]:
         return reader.list_runs(root)
     except (KeyError, TypeError, ValueError, IndexError):
         pass
-    root = Path(root)
-    dirs = {p.parent for pattern in (reader.DB_NAME, f"*/{reader.DB_NAME}", f"*/*/{reader.DB_NAME}")
-            for p in root.glob(pattern)}  # the reader's layout: a run, or runs one or two levels down
-    runs = [run_info(d) for d in dirs]
+    runs = [run_info(d) for d in run_dirs(root)]
     return sorted(runs, key=lambda r: (r.started or 0.0, str(r.path)), reverse=True)
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Run directories under `root` without opening them (the reader's layout: the root itself,
+    or runs one or two levels down, as sweeps have)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    patterns = (reader.DB_NAME, f"*/{reader.DB_NAME}", f"*/*/{reader.DB_NAME}")
+    return sorted({p.parent for pattern in patterns for p in root.glob(pattern)})
 
 
 def run_info(run_dir: Path) -> RunInfo:

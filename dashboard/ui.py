@@ -19,7 +19,8 @@ from dashboard import data
 from dashboard.launch import ROOT_ENV
 from experiments.reader import RunInfo, StoreError
 
-REFRESH_SECONDS = 2.0
+REFRESH_SECONDS = 2.0  # live pages
+WATCH_SECONDS = 3.0  # looking for new run directories
 NO_STEPS = "No steps recorded yet. This page fills in by itself as the run advances."
 
 
@@ -57,6 +58,22 @@ def sidebar(runs: list[RunInfo]) -> None:
         st.session_state.setdefault("live", True)
         st.toggle("Live refresh", key="live",
                   help=f"While the run is running, its pages redraw every {REFRESH_SECONDS:g} s.")
+
+
+def watch_for_new_runs(runs: list[RunInfo]) -> None:
+    """While live refresh is on, look for new run directories every few seconds and redraw the
+    whole app when one appears (a run started after the page was opened shows up by itself)."""
+    if not st.session_state.get("live", True):
+        return
+    known = sorted(str(r.path) for r in runs)
+
+    @st.fragment(run_every=WATCH_SECONDS)
+    def _watch() -> None:
+        if sorted(str(p) for p in data.run_dirs(runs_root())) != known:
+            st.rerun()
+
+    with st.sidebar:
+        _watch()
 
 
 def keep_state(*keys: str) -> None:

@@ -38,10 +38,53 @@ def trimmed_mean(x: torch.Tensor, fitness: torch.Tensor, valid: torch.Tensor, p:
     return normalize(total / keep.sum(1, keepdim=True).clamp_min(1), dim=-1)
 
 
+def mean(x: torch.Tensor, fitness: torch.Tensor, valid: torch.Tensor, p: ConsensusParams) -> torch.Tensor:
+    """Plain mean of the valid candidates (no robustness; the reference for the others)."""
+    w = valid.float().unsqueeze(-1)
+    return normalize((w * x).sum(1) / w.sum(1).clamp_min(1.0), dim=-1)
+
+
+def geometric_median(x: torch.Tensor, fitness: torch.Tensor, valid: torch.Tensor, p: ConsensusParams,
+                     iterations: int = 32, eps: float = 1e-6) -> torch.Tensor:
+    """The point minimising the summed distance to the valid candidates (Weiszfeld's iteration).
+
+    Breakdown point 1/2: up to half the candidates can be arbitrary without moving it far.
+    """
+    w = valid.float()  # (B, n)
+    z = (w.unsqueeze(-1) * x).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)  # (B, D) start at the mean
+    for _ in range(iterations):
+        dist = (x - z.unsqueeze(1)).norm(dim=-1).clamp_min(eps)  # (B, n)
+        inv = w / dist
+        z = (inv.unsqueeze(-1) * x).sum(1) / inv.sum(1, keepdim=True).clamp_min(eps)
+    return normalize(z, dim=-1)
+
+
+def krum(x: torch.Tensor, fitness: torch.Tensor, valid: torch.Tensor, p: ConsensusParams) -> torch.Tensor:
+    """The candidate closest to its n - f - 2 nearest neighbours (Blanchard et al. 2017).
+
+    f, the number of candidates assumed Byzantine, is floor(trim x n_valid) per query.
+    """
+    n_valid = valid.sum(1)  # (B,)
+    dist = torch.cdist(x, x).pow(2)  # (B, n, n)
+    pair_ok = valid.unsqueeze(1) & valid.unsqueeze(2)
+    dist = dist.masked_fill(~pair_ok, float("inf"))
+    nearest = dist.sort(dim=2).values[:, :, 1:]  # drop the distance to itself
+    f = torch.floor(p.trim * n_valid.float()).long()
+    m = (n_valid - f - 2).clamp_min(1)  # (B,) neighbours counted
+    rank = torch.arange(nearest.shape[2]).view(1, 1, -1)
+    score = nearest.masked_fill(rank >= m.view(-1, 1, 1), 0.0).nan_to_num(posinf=0.0).sum(2)  # (B, n)
+    score = score.masked_fill(~valid, float("inf"))
+    best = score.argmin(1)  # (B,)
+    return normalize(x[torch.arange(len(x)), best], dim=-1)
+
+
 Rule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, ConsensusParams], torch.Tensor]
 
 REGISTRY: dict[str, Rule] = {
     "weighted_mean": weighted_mean,
     "median": median,
     "trimmed_mean": trimmed_mean,
+    "geometric_median": geometric_median,
+    "krum": krum,
+    "mean": mean,
 }

@@ -76,10 +76,13 @@ class MemoryParams(_Section):
 
 
 class ConsensusParams(_Section):
-    rule: Literal["weighted_mean", "median", "trimmed_mean"] = Field(
+    rule: Literal["weighted_mean", "median", "trimmed_mean", "geometric_median", "krum", "mean"] = Field(
         "weighted_mean", description="how agent answers and memory hits are combined"
     )
-    trim: float = Field(0.2, ge=0.0, lt=0.5, description="fraction trimmed at each end (trimmed_mean)")
+    trim: float = Field(
+        0.2, ge=0.0, lt=0.5,
+        description="fraction trimmed at each end (trimmed_mean); assumed Byzantine share (krum)",
+    )
     temperature: float = Field(
         0.05, gt=0, description="softmax temperature on fitness for the weighted mean"
     )

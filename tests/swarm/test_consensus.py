@@ -31,14 +31,25 @@ def test_weighted_mean_follows_the_fittest():
     assert out[0, 0] > 0.99
 
 
-def test_median_and_trimmed_mean_resist_an_outlier():
+@pytest.mark.parametrize("name", ["median", "trimmed_mean", "geometric_median", "krum"])
+def test_robust_rules_resist_an_outlier(name):
     good = torch.tensor([1.0, 0.0, 0.0])
     x = torch.stack([good, good, good, torch.tensor([-100.0, 50.0, 0.0])]).unsqueeze(0)  # (1, 4, 3)
     valid = torch.ones(1, 4, dtype=torch.bool)
     fit = torch.zeros(1, 4)
-    for name in ("median", "trimmed_mean"):
-        torch.testing.assert_close(REGISTRY[name](x, fit, valid, P)[0], good)
+    torch.testing.assert_close(REGISTRY[name](x, fit, valid, P)[0], good, atol=1e-4, rtol=0)
     assert REGISTRY["weighted_mean"](x, fit, valid, P)[0, 0] < 0
+    assert REGISTRY["mean"](x, fit, valid, P)[0, 0] < 0
+
+
+def test_geometric_median_of_a_square_is_its_centre_and_krum_picks_the_cluster():
+    square = torch.tensor([[[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]]) + torch.tensor([3.0, 0.0])
+    valid = torch.ones(1, 4, dtype=torch.bool)
+    torch.testing.assert_close(REGISTRY["geometric_median"](square, torch.zeros(1, 4), valid, P)[0],
+                               torch.tensor([1.0, 0.0]), atol=1e-4, rtol=0)
+    pts = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [1.0, 0.1], [0.95, 0.05], [-5.0, 9.0]]])
+    out = REGISTRY["krum"](pts, torch.zeros(1, 5), torch.ones(1, 5, dtype=torch.bool), P)[0]
+    torch.testing.assert_close(out, torch.nn.functional.normalize(pts[0, 3], dim=0))  # the most central one
 
 
 def test_trimmed_mean_by_hand():

@@ -19,7 +19,7 @@ from typing import Any
 import mesa
 import torch
 
-from swarm import brain, consensus, evolution, gossip
+from swarm import brain, evolution, query
 from swarm.colony import Colony, ColonyState
 from swarm.environment import REGISTRY as ENVIRONMENTS
 from swarm.lineage import LineageLog
@@ -91,55 +91,28 @@ class SwarmModel(mesa.Model):
     # ---- one step ----------------------------------------------------------------------------
     def step(self) -> None:
         t0 = time.perf_counter()
-        spec, step = self.spec, self.steps
+        step = self.steps
         batch = self.environment.sample(step, self.gen)
-        b, k = len(batch.queries), spec.gossip.fanout
-        hits = self.memory.lookup(batch.queries)
+        r = query.respond(self, batch.queries, batch.target)
+        quality = self.environment.feedback(r.answer, batch.target)  # (B,)
+        rewards = self.environment.feedback(r.responses, batch.target.unsqueeze(1))  # (B, k)
+        query.learn(self, r, rewards, batch.niche, step)
+        births, died = self.reproduce(step)
+        self.totals["queries"] += len(batch.queries)
 
-        alive = self._global("alive").nonzero().squeeze(1)  # (N,)
-        chosen, routed = gossip.assign(
-            alive, self._locate(hits.agent_id), k, spec.gossip.routed_fraction, self.gen
-        )  # (B, k)
-        pair_agent = chosen.flatten()  # (B k,)
-        pair_query = torch.arange(b).repeat_interleave(k)  # (B k,)
-        answers = torch.empty(b * k, spec.brain.embed_dim)
-        for colony in self.colonies:
-            mine = (pair_agent // self.capacity) == colony.index
-            answers[mine] = colony.answer(pair_agent[mine] % self.capacity, batch.queries[pair_query[mine]])
-        answers = answers.view(b, k, -1)  # (B, k, D)
-        bad = self._global("malicious")[chosen]  # (B, k) adversarial agents answer away from the target
-        if bool(bad.any()):
-            pushed = torch.nn.functional.normalize(0.5 * answers - batch.target.unsqueeze(1), dim=-1)
-            answers = torch.where(bad.unsqueeze(-1), pushed, answers)
+        self._measure(births, died, quality, rewards, r.answer, batch, r.hits, r.routed, time.perf_counter() - t0)
+        self.datacollector.collect(self)
 
-        fitness = self._global("fitness")  # (C S,)
-        candidates = torch.cat([answers, hits.response], 1)  # (B, k + h, D)
-        weight = torch.cat([fitness[chosen], hits.fitness * hits.similarity], 1)
-        valid = torch.cat([torch.ones(b, k, dtype=torch.bool), hits.valid], 1)
-        answer = consensus.REGISTRY[spec.consensus.rule](candidates, weight, valid, spec.consensus)
-        quality = self.environment.feedback(answer, batch.target)  # (B,)
-        rewards = self.environment.feedback(answers, batch.target.unsqueeze(1))  # (B, k)
-
-        decay = math.exp(-1.0 / spec.fitness.tau)
-        for colony in self.colonies:
-            mine = (pair_agent // self.capacity) == colony.index
-            colony.record(
-                pair_agent[mine] % self.capacity, rewards.flatten()[mine], batch.niche[pair_query[mine]],
-                batch.queries[pair_query[mine]], self.projection, step, decay, spec.brain.memory_rate,
-            )
-        self._store(batch.queries, answers, rewards, chosen, step)
-
-        births, died = evolution.divide(self.states, spec, self.noise, step, self.next_id, self.gen)
+    def reproduce(self, step: int) -> tuple[evolution.Births, torch.Tensor]:
+        """Let agents past their threshold divide; record births and deaths. Returns both."""
+        births, died = evolution.divide(self.states, self.spec, self.noise, step, self.next_id, self.gen)
         self.next_id += len(births.agent_id)
         self.lineage.add_births(births.agent_id, births.parent_id, births.root_id, births.colony, step)
         self.lineage.add_deaths(died, step)
         self.last_births, self.last_deaths = births, died
         self.totals["births"] += len(births.agent_id)
         self.totals["deaths"] += len(died)
-        self.totals["queries"] += b
-
-        self._measure(births, died, quality, rewards, answer, batch, hits, routed, time.perf_counter() - t0)
-        self.datacollector.collect(self)
+        return births, died
 
     def _store(self, queries, answers, rewards, chosen, step) -> None:
         """Write each query's best agent answer (or all of them) to the shared memory."""

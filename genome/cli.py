@@ -273,10 +273,14 @@ def merge(
     from genome.errors import BadInput
     from genome.recombine import config as configs
 
-    cfg, _ = configs.load(config)  # the whole config is checked before torch is even imported
-    configs.out_dtype(cfg, dtype)
+    cfg, paths = configs.load(config)  # config and plan are checked before torch is even imported
     if shard_size <= 0:
         raise BadInput(f"--shard-size must be positive, got {shard_size}")
+    from genome.formats.atomic import check_new_output
+    from genome.recombine.plan import check
+
+    check_new_output(out, inputs=tuple(paths.values()))
+    check(cfg, paths, configs.out_dtype(cfg, dtype))
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

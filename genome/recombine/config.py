@@ -47,6 +47,8 @@ Setting = bool | float | str | tuple[float, ...] | tuple[Conditional, ...]
 
 
 def _setting(value: Any) -> Any:
+    if isinstance(value, (tuple, Conditional)):  # already validated
+        return value if isinstance(value, tuple) else (value,)
     if isinstance(value, dict):
         value = [value]
     if isinstance(value, list):

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from genome.errors import BadInput
-from genome.formats.base import ModelReader, TensorInfo
+from genome.formats.base import PLAIN_DTYPES, ModelReader, TensorInfo
 from genome.recombine.config import InputSlice, MergeConfig, evaluate
-from genome.recombine.task import tensor_info
 from genome.taxonomy import classify
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.(.+)$")
@@ -173,6 +175,23 @@ def build(cfg: MergeConfig, readers: dict[str, ModelReader], dtype: str | None) 
         dup = next(n for n in names if names.count(n) > 1)
         raise BadInput(f"the merge would write tensor {dup!r} twice; check the slices' layer ranges")
     return Plan(jobs, ref_model, out_layer)
+
+
+def check(cfg: MergeConfig, paths: dict[str, Path], dtype: str | None) -> Plan:
+    """Open every model, plan the merge and close them again (no torch, no tensor values)."""
+    from contextlib import ExitStack
+
+    from genome.formats import open_model
+
+    with ExitStack() as stack:
+        readers = {name: stack.enter_context(open_model(p)) for name, p in paths.items()}
+        return build(cfg, readers, dtype)
+
+
+def tensor_info(name: str, shape: tuple[int, ...], dtype: str, canonical: str = "") -> TensorInfo:
+    """A `TensorInfo` for an output tensor of a plain dtype."""
+    numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    return TensorInfo(name, tuple(shape), dtype, numel * PLAIN_DTYPES[dtype][1], canonical or name)
 
 
 def _is_pre(info: TensorInfo) -> bool:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from genome.errors import BadInput
-from genome.formats.base import ModelReader, TensorInfo, decode_plain
+from genome.formats.base import ModelReader, decode_plain
 
 #: Values per group read at once for a streamed tensor (256k float32 = 1 MB per source).
 CHUNK_ELEMS = 1 << 18
@@ -223,11 +223,3 @@ class MergeTask:
         """A generator seeded from (seed, tensor name, chunk index): same config, same draws."""
         key = zlib.crc32(f"{self.seed}:{self.name}:{chunk.index}".encode())
         return torch.Generator().manual_seed(key)
-
-
-def tensor_info(name: str, shape: tuple[int, ...], dtype: str, canonical: str = "") -> TensorInfo:
-    """A `TensorInfo` for an output tensor of a plain dtype."""
-    from genome.formats.base import PLAIN_DTYPES
-
-    numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    return TensorInfo(name, tuple(shape), dtype, numel * PLAIN_DTYPES[dtype][1], canonical or name)

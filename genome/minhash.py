@@ -156,7 +156,7 @@ class MinHasher:
         if n == 0 or len(ids) == 0:
             return out
         density = max(float(lengths.mean()) / universe, 1.0 / universe)
-        window = int(min(universe, max(16, np.ceil(24.0 / density))))
+        window = int(min(universe, max(16, np.ceil(12.0 / density))))
         starts = np.concatenate([[0], np.cumsum(lengths)])
         per_chunk = max(1, _CHUNK_ELEMENTS // (window * self.num_perm // 8 + universe))
         probe = order[:window]  # (W, num_perm) ids in increasing permuted value

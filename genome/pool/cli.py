@@ -186,6 +186,20 @@ def compact(pool: Path = _POOL, json_out: bool = _JSON) -> None:
                          f"removed, {_mb(result['bytes_before'])} MB -> {_mb(result['bytes_after'])} MB")
 
 
+@pool_app.command("remove")
+def remove(pool: Path = _POOL, model: str = typer.Argument(..., help="Model name in the pool."),
+           json_out: bool = _JSON) -> None:
+    """Drop a model's references (run compact afterwards to free the genes only it used)."""
+    from genome.pool import GenePool
+
+    with GenePool(pool) as p:
+        released = p.remove(model)
+    if json_out:
+        typer.echo(json.dumps({"model": model, "references_released": released}))
+    else:
+        _console().print(f"removed {model} from {pool} ({released} gene references released)")
+
+
 @pool_app.command("export")
 def export(pool: Path = _POOL, model: str = typer.Argument(..., help="Model name in the pool."),
            out: Path = typer.Argument(..., help="OUT.safetensors, OUT.gguf, or a folder (organ folder)."),

@@ -40,6 +40,10 @@ from genome.pool.session import ModelRecord, Session
 from genome.pool.store import RAW, ZSTD, ZSTD_SHUFFLE4, encode_blob
 
 
+_MARGIN = 0.15  # L4: skip exact checks of candidates whose estimated Jaccard is this far below the threshold
+_NEAR = 0.5  # L4 candidates at least this similar (estimated) are tried as delta bases
+
+
 class PoolIndex:
     """Level keys of the genes already in the pool (of one kind), grown as the ingest goes."""
 
@@ -48,7 +52,8 @@ class PoolIndex:
         self.l2: dict[str, str] = {}
         self.l3: dict[str, str] = {}
         self.shape: dict[str, tuple[int, ...]] = {}
-        self.sigs: dict[str, np.ndarray] = {}
+        self.sig_row: dict[str, int] = {}
+        self.sigmat = np.zeros((0, 0), np.uint32)  # (rows, num_perm), grown by doubling
         self.lsh = LSHIndex(bands, rows)
         if max_level <= 1:
             self.l1 = {r[0] for r in db.execute("SELECT hash FROM genes WHERE kind = ?", (kind,))}
@@ -65,7 +70,14 @@ class PoolIndex:
         if l3 is not None:
             self.l3.setdefault(l3, h)
         if sig is not None:
-            self.sigs[h] = sig
+            n = len(self.sig_row)
+            if n == len(self.sigmat):
+                grown = np.zeros((max(1024, 2 * n), len(sig)), sig.dtype)
+                if n:
+                    grown[:n] = self.sigmat[:n]
+                self.sigmat = grown
+            self.sigmat[n] = sig
+            self.sig_row[h] = n
             self.lsh.insert(h, sig)
 
 
@@ -116,6 +128,7 @@ class WeightIngest:
         self.record = ModelRecord(name, "weights", str(reader.path), reader.format, reader.arch,
                                   _metadata_json(reader.metadata))
         self.rowsigs: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        self._tried: set[tuple[str, str]] = set()  # (base, gene) delta attempts already made
         if opts.max_level >= 2:
             for sig, axis, model, tensor in pool.db.execute("SELECT sig, axis, model, tensor FROM rowsigs"):
                 self.rowsigs.setdefault((sig, axis), []).append((model, tensor))
@@ -255,11 +268,16 @@ class WeightIngest:
     def _delta_gene(self, g, v, bases, limit, info, shape, meta, keys, block_raw, status=GeneStatus.ACTIVE) -> bool:
         """Store gene `g` as the smallest XOR delta against one of `bases` if under `limit` bytes."""
         best = None
-        for base in [bases] if isinstance(bases, str) else bases:
+        for base in dict.fromkeys([bases] if isinstance(bases, str) else bases):
+            if (base, g) in self._tried:
+                continue
+            self._tried.add((base, g))
             bv = self.pool.values(base, self.session)
             if bv.shape != v.shape or bv.dtype != v.dtype:
                 continue
             delta = lv.xor_delta(v, bv)
+            if not lv.delta_may_fit(delta, limit):
+                continue
             stored = encode_blob(delta, ZSTD_SHUFFLE4, level=3)
             if len(stored) < limit and (best is None or len(stored) < len(best[2])):
                 best = (base, delta, stored)
@@ -275,27 +293,38 @@ class WeightIngest:
 
     def _l4(self, v, sig, shingles, shape, domain) -> tuple[str | None, bool, list[str]]:
         """(verified match or None, whether a candidate passed the thresholds but not the shadow
-        execution, candidates examined)."""
+        execution, close candidates for a delta).
+
+        Candidates whose Jaccard estimated from the signatures is more than `_MARGIN` below the
+        threshold are rejected without exact checks (with 100 permutations the estimate's standard
+        deviation is at most 0.05, so a true match is lost with probability below 1e-3).
+        """
         idx = self.index
         cands = [c for c in idx.lsh.query(sig) if idx.shape.get(c) == shape]
         if not cands:
             return None, False, []
-        cands.sort(key=lambda c: -int((idx.sigs[c] == sig).sum()))
-        cands = cands[: self.opts.max_candidates]
+        est = (idx.sigmat[[idx.sig_row[c] for c in cands]] == sig).mean(axis=1)
+        order = np.argsort(-est, kind="stable")
         threshold, verify = self.opts.threshold_for(domain), False
         self.report.l4_candidates += len(cands)
-        for c in cands:
+        close = [cands[k] for k in order[: self.opts.max_candidates] if est[k] >= _NEAR]
+        checked = 0
+        for k in order:
+            if est[k] < threshold - _MARGIN or checked >= self.opts.max_candidates:
+                break
+            checked += 1
+            c = cands[k]
             cv = self.pool.values(c, self.session)
             if cv.dtype != v.dtype:
                 continue
             j = jaccard(shingles, signed_shingles(ternary(cv)))
             if j < threshold or lv.cosine(v, cv) < threshold:
-                self.report.l4_rejected += 1
                 continue
             if lv.shadow_error(v, cv) <= self.opts.shadow_tol:
-                return c, False, cands
+                return c, False, close
             verify = True
-        return None, verify, cands
+        self.report.l4_rejected += len(cands)
+        return None, verify, close
 
     def _codec(self, sample: np.ndarray) -> tuple[int, float]:
         """zstd for this tensor's blocks if the first block shrinks by `compress_gain`, else raw."""

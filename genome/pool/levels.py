@@ -22,6 +22,7 @@ inputs with the substitute block in place) and stored losslessly with `xor_delta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import blake3
 import numpy as np
@@ -140,9 +141,12 @@ def canonical_key(values: np.ndarray, shape: tuple[int, ...], digest: bytes | No
     return blake3.blake3(head + digest).hexdigest()
 
 
+@lru_cache(maxsize=64)
 def _probes(n: int, k: int, salt: int) -> np.ndarray:
-    """Seeded Gaussian probe inputs (n, k) float64, the same for every block of width n."""
-    return np.random.default_rng([salt, n, k]).standard_normal((n, k))
+    """Seeded Gaussian probe inputs (n, k) float64, the same for every block of width n (read-only)."""
+    p = np.random.default_rng([salt, n, k]).standard_normal((n, k))
+    p.setflags(write=False)
+    return p
 
 
 def round_bits(y: np.ndarray, bits: int) -> np.ndarray:
@@ -190,11 +194,23 @@ def signatures(blocks: list[np.ndarray], hasher: MinHasher, universe: int) -> tu
     Returns:
         ((n, num_perm) signatures, shingle id arrays).
     """
-    shingles = [signed_shingles(ternary(b)) for b in blocks]
-    if not shingles:
+    if not blocks:
         return np.zeros((0, hasher.num_perm), hasher.dtype), []
-    ids = np.concatenate(shingles) if shingles else np.zeros(0, np.int64)
-    return hasher.signatures_of_ids(ids, [len(s) for s in shingles], universe), shingles
+    sizes = {b.size for b in blocks}
+    if len(sizes) == 1 and len(blocks) > 1:  # one array operation for equal-sized blocks
+        mat = np.stack([b.reshape(-1) for b in blocks]).astype(np.float32)  # (n, E)
+        scale = np.abs(mat).mean(axis=1, keepdims=True)
+        trits = np.clip(np.rint(mat / np.where(scale > 0, scale, 1.0)), -1, 1).astype(np.int8)
+        trits[scale[:, 0] == 0] = 0
+        rows, pos = np.nonzero(trits)
+        ids = 2 * pos + (trits[rows, pos] > 0)
+        lengths = np.bincount(rows, minlength=len(blocks))
+        shingles = np.split(ids, np.cumsum(lengths)[:-1])
+    else:
+        shingles = [signed_shingles(ternary(b)) for b in blocks]
+        ids = np.concatenate(shingles)
+        lengths = [len(x) for x in shingles]
+    return hasher.signatures_of_ids(ids, lengths, universe), shingles
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -228,6 +244,13 @@ def xor_delta(values: np.ndarray, base: np.ndarray) -> bytes:
     """Lossless delta of canonical values against a base of the same shape and dtype: XOR of bits."""
     kind = np.uint64 if values.dtype == np.float64 else np.uint32
     return (np.ascontiguousarray(values).view(kind) ^ np.ascontiguousarray(base).view(kind)).tobytes()
+
+
+def delta_may_fit(delta: bytes, limit: float) -> bool:
+    """Cheap bound before compressing: a delta can only shrink to `limit` bytes if at least
+    (size - limit) of its bytes are zero (XOR deltas of close values are zero in their high bytes)."""
+    arr = np.frombuffer(delta, np.uint8)
+    return int(np.count_nonzero(arr)) <= 1.25 * limit
 
 
 def apply_delta(base: np.ndarray, delta: bytes) -> np.ndarray:

@@ -24,6 +24,8 @@ def verify(pool: Any) -> dict[str, Any]:
         ingest left), "checked": counts}.
     """
     db = pool.db
+    pool._checked.clear()  # verify checks everything afresh
+    pool._batches.clear()
     errors: list[str] = []
     notes: list[str] = []
     err = errors.append

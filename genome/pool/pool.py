@@ -36,6 +36,8 @@ class GenePool:
         self.config = {**DEFAULT_CONFIG, **store.read_config(self.db)}
         self.reader = store.PackReader(self.path, self.db)
         self._batches: dict[int, bool] = {}
+        self._checked: set[str] = set()  # genes whose attestation was verified in this session
+        self._genes: dict[str, Gene] = {}  # read cache; cleared by every write
         self._values: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @classmethod
@@ -66,6 +68,9 @@ class GenePool:
     # ---- genes -----------------------------------------------------------------------------
     def gene(self, h: str) -> Gene:
         """The gene with id (or unique id prefix) `h`, attestation attached."""
+        cached = self._genes.get(h)
+        if cached is not None:
+            return cached
         row = self.db.execute(f"SELECT {_GENE_COLUMNS} FROM genes WHERE hash = ?", (h,)).fetchone()
         if row is None and 4 <= len(h) < 64:
             rows = self.db.execute(f"SELECT {_GENE_COLUMNS} FROM genes WHERE hash LIKE ? LIMIT 2", (h + "%",)).fetchall()
@@ -80,6 +85,9 @@ class GenePool:
         g = Gene(h, kind, blob, dtype, tuple(json.loads(shape)), levels, json.loads(meta), version, parent,
                  GeneStatus(status), refs, base)
         g.attestation = (batch, leaf)
+        if len(self._genes) > 4096:
+            self._genes.clear()
+        self._genes[h] = g
         return g
 
     def attestation(self, h: str) -> attest.Attestation:
@@ -109,6 +117,8 @@ class GenePool:
 
     def check_attestation(self, g: Gene) -> None:
         """`PoolCorrupt` unless the gene's fields match its signed leaf in a valid batch."""
+        if g.hash in self._checked:
+            return
         batch, leaf = g.attestation
         row = self.db.execute("SELECT hash FROM leaves WHERE batch = ? AND idx = ?", (batch, leaf)).fetchone()
         if row is None or merkle.leaf_hash(g.signed_fields()) != row[0]:
@@ -117,6 +127,7 @@ class GenePool:
         if not self.check_batch(batch):
             raise store.PoolCorrupt(f"gene {g.hash[:16]}: the signature of batch {batch} does not verify with "
                                     f"the pool's public key")
+        self._checked.add(g.hash)
 
     def exact_bytes(self, h: str, session: Any = None) -> bytes:
         """A gene's exact stored bytes, fully checked (blob hash, gene hash, attestation)."""
@@ -155,6 +166,7 @@ class GenePool:
             g = self.gene(h)
             new = check_transition(g.status, status, f"gene {g.hash[:12]}")
             self.db.execute("UPDATE genes SET status = ? WHERE hash = ?", (new.value, g.hash))
+            self._genes.clear()
             g.status = new
         return g
 
@@ -188,6 +200,7 @@ class GenePool:
                 session.abort()
                 raise
         self._values.pop(h, None)
+        self._genes.clear()
         return self.gene(child.hash)
 
     # ---- ingest ----------------------------------------------------------------------------
@@ -240,7 +253,32 @@ class GenePool:
                 session.abort()
                 self._values.clear()
                 raise
+            finally:
+                self._genes.clear()
         return report
+
+    def remove(self, name: str) -> int:
+        """Drop a model (its genes lose the references it held; `compact` then frees them).
+
+        Returns:
+            The number of gene references released.
+        """
+        with store.writer_lock(self.path):
+            mid = self.model_row(name)[0]
+            counts = self.db.execute("SELECT gene, COUNT(*) FROM blocks WHERE model = ? GROUP BY gene",
+                                     (mid,)).fetchall()
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany("UPDATE genes SET refs = refs - ? WHERE hash = ?", [(n, g) for g, n in counts])
+                for table in ("blocks", "tensors", "rowsigs"):
+                    self.db.execute(f"DELETE FROM {table} WHERE model = ?", (mid,))
+                self.db.execute("DELETE FROM models WHERE id = ?", (mid,))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self._genes.clear()
+        return sum(n for _, n in counts)
 
     # ---- models ----------------------------------------------------------------------------
     def model_row(self, name: str) -> tuple:

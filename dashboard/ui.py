@@ -19,7 +19,7 @@ from dashboard import data
 from dashboard.launch import ROOT_ENV
 from experiments.reader import RunInfo, StoreError
 
-REFRESH_SECONDS = 2.0  # live pages
+REFRESH_SECONDS = 3.0  # live pages
 WATCH_SECONDS = 3.0  # looking for new run directories
 NO_STEPS = "No steps recorded yet. This page fills in by itself as the run advances."
 

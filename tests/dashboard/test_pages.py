@@ -163,3 +163,13 @@ def test_every_page_handles_a_failed_run(app, tmp_path):
         assert a.at.exception == [], page
         if page != "compare":
             assert any("RuntimeError: boom" in e for e in a.texts("error")), page
+
+
+def test_live_refresh_can_be_switched_off(app, tmp_path):
+    store = open_run(tmp_path / "live-2", steps_total=50)
+    store.write_step(1, {"population": 3.0})
+    a = app(tmp_path)
+    a.at.sidebar.toggle(key="live").set_value(False).run()
+    a.page("population")
+    assert any("(live refresh off)" in t for t in a.texts("caption"))
+    store.close()

@@ -43,19 +43,24 @@ def _body(runs: list[RunInfo]) -> None:
 
 
 def _numbers(df: pd.DataFrame) -> None:
-    """Latest values; deltas against the value a tenth of the run earlier."""
+    """Latest values; noisy per-step rates are averaged over the last `w` steps. Deltas compare
+    with the same measure a tenth of the run earlier."""
+    w = max(1, min(50, len(df) // 20))
+    back = max(1, len(df) // 10)
+    now, then = df.tail(w), df.iloc[max(0, len(df) - back - w): max(1, len(df) - back)]
     last = df.iloc[-1]
-    before = df.iloc[max(0, len(df) - 1 - max(1, len(df) // 10))]
     items = [("Step", f"{int(last['step']):,}", None, None)]
     if "population" in df:
-        items.append(("Living agents", f"{int(last['population']):,}",
-                      f"{int(last['population'] - before['population']):+,}", "Change over the last tenth of the run."))
+        change = int(last["population"] - df["population"].iloc[max(0, len(df) - 1 - back)])
+        items.append(("Living agents", f"{int(last['population']):,}", f"{change:+,}",
+                      "Change over the last tenth of the run."))
+    averaged = f"Mean over the last {w} steps; the change is against the same a tenth of the run earlier."
     if "quality" in df:
-        items.append(("Answer quality (cosine)", f"{last['quality']:.3f}",
-                      f"{last['quality'] - before['quality']:+.3f}", "Consensus answer vs the right answer."))
+        q, q0 = now["quality"].mean(), then["quality"].mean()
+        items.append(("Answer quality (cosine)", f"{q:.3f}", f"{q - q0:+.3f}", averaged))
     if "accuracy" in df:
-        items.append(("Accuracy", f"{100 * last['accuracy']:.1f} %",
-                      f"{100 * (last['accuracy'] - before['accuracy']):+.1f} pts", "Share of queries answered right."))
+        a, a0 = 100 * now["accuracy"].mean(), 100 * then["accuracy"].mean()
+        items.append(("Accuracy", f"{a:.1f} %", f"{a - a0:+.1f} pts", averaged))
     if "seconds" in df:
         seconds = df["seconds"].tail(50).mean()
         items.append(("Steps / s", f"{1 / seconds:.1f}" if seconds > 0 else "n/a", None,

@@ -81,8 +81,9 @@ def lorafy(delta: torch.Tensor, energy: float = 0.99, rank: int | None = None, m
 
 
 def lorafy_models(base: Path, tuned: Path, out: Path, *, organs: str | None = None, energy: float = 0.99,
-                  max_rank: int | None = 64, min_change: float = 1e-6) -> dict:
-    """Write a PEFT adapter holding tuned - base for every changed matrix (selected by `organs`).
+                  max_rank: int | None = 64, min_change: float = 1e-6, router: AdapterRouter | None = None) -> dict:
+    """Write a PEFT adapter holding tuned - base for every changed matrix (selected by `organs`),
+    and ``router.json`` when a router is given.
 
     Returns:
         Summary: modules, ranks, kept energy, adapter and model sizes in bytes.
@@ -102,8 +103,8 @@ def lorafy_models(base: Path, tuned: Path, out: Path, *, organs: str | None = No
                 continue
             if organs and not matches(organs, info.name, info.canonical, _taxon(info)):
                 continue
-            w0 = torch.from_numpy(np.asarray(rb.array(info.name), dtype=np.float32))
-            w1 = torch.from_numpy(np.asarray(rt.array(other.name), dtype=np.float32))
+            w0 = torch.from_numpy(np.array(rb.array(info.name), dtype=np.float32))
+            w1 = torch.from_numpy(np.array(rt.array(other.name), dtype=np.float32))
             delta = w1 - w0
             if float(delta.abs().max()) <= min_change * max(float(w0.abs().max()), 1e-12):
                 continue
@@ -131,6 +132,8 @@ def lorafy_models(base: Path, tuned: Path, out: Path, *, organs: str | None = No
     with atomic_dir(out) as tmp:
         save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        if router is not None:
+            router.save(tmp / "router.json")
     adapter_bytes = sum(t.numel() * 4 for t in tensors.values())
     return {"out": str(out), "modules": len(ranks), "ranks": ranks, "energy": energies,
             "adapter_bytes": adapter_bytes, "model_bytes": base_bytes, "ratio": base_bytes / max(adapter_bytes, 1)}

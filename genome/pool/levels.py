@@ -196,21 +196,22 @@ def signatures(blocks: list[np.ndarray], hasher: MinHasher, universe: int) -> tu
     """
     if not blocks:
         return np.zeros((0, hasher.num_perm), hasher.dtype), []
-    sizes = {b.size for b in blocks}
-    if len(sizes) == 1 and len(blocks) > 1:  # one array operation for equal-sized blocks
-        mat = np.stack([b.reshape(-1) for b in blocks]).astype(np.float32)  # (n, E)
+    shingles: list[np.ndarray] = [np.zeros(0, np.int64)] * len(blocks)
+    by_size: dict[int, list[int]] = {}
+    for i, b in enumerate(blocks):
+        by_size.setdefault(b.size, []).append(i)
+    for members in by_size.values():  # one array operation per block size
+        mat = np.stack([blocks[i].reshape(-1) for i in members]).astype(np.float32)  # (n, E)
         scale = np.abs(mat).mean(axis=1, keepdims=True)
         trits = np.clip(np.rint(mat / np.where(scale > 0, scale, 1.0)), -1, 1).astype(np.int8)
         trits[scale[:, 0] == 0] = 0
         rows, pos = np.nonzero(trits)
         ids = 2 * pos + (trits[rows, pos] > 0)
-        lengths = np.bincount(rows, minlength=len(blocks))
-        shingles = np.split(ids, np.cumsum(lengths)[:-1])
-    else:
-        shingles = [signed_shingles(ternary(b)) for b in blocks]
-        ids = np.concatenate(shingles)
-        lengths = [len(x) for x in shingles]
-    return hasher.signatures_of_ids(ids, lengths, universe), shingles
+        lengths = np.bincount(rows, minlength=len(members))
+        for i, ids_i in zip(members, np.split(ids, np.cumsum(lengths)[:-1])):
+            shingles[i] = ids_i
+    ids = np.concatenate(shingles)
+    return hasher.signatures_of_ids(ids, [len(x) for x in shingles], universe), shingles
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -94,6 +94,26 @@ class MutationParams(_Section):
     noise_table: int = Field(
         1 << 22, ge=1024, description="size of the shared pre-drawn N(0,1) table (floats)"
     )
+    mode: Literal["dense", "sparse", "ternary"] = Field(
+        "dense", description="dense: noise on every weight; sparse: on a fraction of the gene blocks "
+        "(the rest stay shared with the parent); ternary: like sparse, on ternary genes (needs genes.enabled)",
+    )
+    fraction: float = Field(
+        0.1, gt=0.0, le=1.0, description="sparse/ternary: share of a child's gene blocks that mutate (at least one)"
+    )
+
+
+class GeneParams(_Section):
+    """Brains as lists of gene references into one in-memory pool shared by the colonies (swarm/genes.py)."""
+
+    enabled: bool = Field(False, description="hold brains as shared genes (pool_* metrics); off: one dense copy each")
+    block: int = Field(4096, ge=16, le=1 << 20, description="parameters per gene block")
+    lazy: bool = Field(
+        False, description="store a mutated gene as (parent gene, noise offset, sigma), materialised when used"
+    )
+    max_depth: int = Field(8, ge=1, le=64, description="a lazy gene this many steps from a stored one is stored")
+    levels: int = Field(4, ge=0, le=4, description="dedup levels tracked for the pool_* metrics (0: bytes only)")
+    chunk: int = Field(256, ge=1, description="agents whose brains are materialised at once in a forward pass")
 
 
 class ReplicationParams(_Section):
@@ -206,6 +226,16 @@ class SwarmSpec(_Section):
     fitness: FitnessParams = FitnessParams()
     environment: EnvironmentParams = EnvironmentParams()
     reproduction: ReproductionParams = ReproductionParams()
+    genes: GeneParams = GeneParams()
+
+    @model_validator(mode="after")
+    def _genes(self) -> SwarmSpec:
+        if self.mutation.mode != "dense" and not self.genes.enabled:
+            raise ValueError(f"mutation.mode={self.mutation.mode} mutates gene blocks; set genes.enabled=true")
+        if self.genes.enabled and self.reproduction.mode != "division":
+            raise ValueError("genes.enabled=true works with reproduction.mode=division only "
+                             f"(got {self.reproduction.mode})")
+        return self
 
     @model_validator(mode="after")
     def _noise_fits(self) -> SwarmSpec:

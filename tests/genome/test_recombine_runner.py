@@ -97,11 +97,15 @@ dtype: float32
 
 
 def test_linear_merge_to_every_output_format(family: dict[str, Path], tmp_path: Path) -> None:
+    pt = tmp_path / "pt"  # B as a PyTorch checkpoint (with its config.json beside it)
+    pt.mkdir()
+    torch.save({k: torch.from_numpy(v) for k, v in sd(family["b"]).items()}, pt / "pytorch_model.bin")
+    shutil.copy(family["b"] / "config.json", pt / "config.json")
     cfg = write(tmp_path, f"""
 models:
   - model: {family['a']}
     parameters: {{weight: 1.0}}
-  - model: {family['b']}
+  - model: {pt / 'pytorch_model.bin'}
     parameters: {{weight: 3.0}}
 merge_method: linear
 dtype: bfloat16

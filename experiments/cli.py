@@ -53,11 +53,12 @@ def run(
     """Run a swarm experiment (serial backend), or --resume RUN_DIR."""
     from experiments.runner import resume_run, start_run
 
+    proc = None
     if dashboard:
         from dashboard.launch import start
 
         root = resume.parent if resume is not None else out
-        start(root, host="127.0.0.1", port=port, wait=False)
+        proc = start(root, host="127.0.0.1", port=port, wait=False)
 
     if resume is not None:
         if config is not None or set_ or seed is not None:
@@ -72,6 +73,11 @@ def run(
         typer.echo(json.dumps(summary))
     else:
         typer.echo(f"run directory: {summary['run_dir']}")
+    if proc is not None:
+        from dashboard.launch import serve
+
+        typer.echo("The dashboard keeps serving the finished run; Ctrl-C to stop.", err=True)
+        serve(proc)
 
 
 @app.command()
@@ -179,6 +185,33 @@ def dashboard_cmd(
     from dashboard.launch import start
 
     start(root, host=host, port=port, wait=True)
+
+
+@app.command()
+def ask(
+    run_dir: Path = typer.Argument(..., help="A text_qa run directory (with a checkpoint)."),
+    question: str = typer.Argument(..., help="The question, in quotes."),
+    feedback: Optional[str] = typer.Option(None, help="up or down: your vote, stored in the run as fitness."),
+    json_out: bool = typer.Option(False, "--json", help="Print the whole answer as one JSON object."),
+) -> None:
+    """Ask a trained swarm a question: answer, confidence, the agents that answered, memory hits."""
+    from experiments.ask import ask_run, describe
+
+    result = ask_run(run_dir, question, feedback)
+    typer.echo(json.dumps(result) if json_out else describe(result))
+
+
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="A text_qa run directory (with a checkpoint)."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (localhost unless told otherwise)."),
+    port: int = typer.Option(8000, help="Port to serve on."),
+    checkpoint_every: int = typer.Option(100, help="Votes between checkpoints (and one at shutdown)."),
+) -> None:
+    """Serve a swarm as an HTTP JSON API (POST /ask, POST /feedback, docs at /docs); it keeps evolving."""
+    from experiments.serve import run_server
+
+    run_server(run_dir, host=host, port=port, checkpoint_every=checkpoint_every)
 
 
 def main() -> None:

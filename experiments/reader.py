@@ -80,15 +80,18 @@ def run_info(run_dir: Path) -> RunInfo:
     if df.empty:
         return RunInfo(path=run_dir, name=run_dir.name, status="unreadable", error="run row missing")
     row = df.iloc[0].to_dict()
-    status = row["status"]
-    if status == "running" and time.time() - (row["heartbeat"] or 0) > STALE_SECONDS:
-        status = "interrupted"
-    return RunInfo(
-        path=run_dir, name=row["name"], status=status, seed=int(row["seed"]), started=row["started"],
-        ended=row["ended"], steps_done=int(row["steps_done"] or 0), steps_total=int(row["steps_total"] or 0),
-        backend=row["backend"] or "", sweep_id=row["sweep_id"],
-        params=json.loads(row["params"] or "{}"), spec=row["spec"] or "", error=row["error"],
-    )
+    try:
+        status = row["status"]
+        if status == "running" and time.time() - (row["heartbeat"] or 0) > STALE_SECONDS:
+            status = "interrupted"
+        return RunInfo(
+            path=run_dir, name=row["name"], status=status, seed=int(row["seed"]), started=row["started"],
+            ended=row["ended"], steps_done=int(row["steps_done"] or 0), steps_total=int(row["steps_total"] or 0),
+            backend=row["backend"] or "", sweep_id=row["sweep_id"],
+            params=json.loads(row["params"] or "{}"), spec=row["spec"] or "", error=row["error"],
+        )
+    except (KeyError, TypeError, ValueError) as err:  # a run table of another shape
+        return RunInfo(path=run_dir, name=run_dir.name, status="unreadable", error=f"malformed run table ({err})")
 
 
 def list_runs(root: Path) -> list[RunInfo]:

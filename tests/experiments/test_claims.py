@@ -26,14 +26,6 @@ def test_malicious_agents_starve_under_every_rule():
     assert result.held
 
 
-def test_bitdelta_ratio_matches_the_arithmetic():
-    result = REGISTRY["bitdelta"](quick=True)
-    wide, memory = result.table.iloc[0], result.table.iloc[1]
-    assert wide["ratio"] == pytest.approx(3840 * 4 / (3840 / 8 + 4), rel=1e-6)  # 31.74x
-    assert memory["ratio"] == pytest.approx(512 * 4 / (512 / 8 + 4), rel=1e-6)  # 30.1x
-    assert 0.8 < wide["cosine_mean"] < 1.0
-
-
 def test_cli_writes_a_report_and_refuses_unknown_names(tmp_path):
     out = subprocess.run([sys.executable, "-m", "experiments.cli", "experiment", "bitdelta", "--quick",
                           "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=600)
@@ -42,6 +34,10 @@ def test_cli_writes_a_report_and_refuses_unknown_names(tmp_path):
     folder = tmp_path / result["report"].split("/")[-2]
     text = (folder / "report.md").read_text()
     assert "31.7" in text and (folder / "table.csv").is_file()
+    wide, memory = result["table"]
+    assert wide["ratio"] == pytest.approx(3840 * 4 / (3840 / 8 + 4), rel=1e-6)  # 31.74x
+    assert memory["ratio"] == pytest.approx(512 * 4 / (512 / 8 + 4), rel=1e-6)  # 30.1x
+    assert 0.8 < wide["cosine_mean"] < 1.0
     assert (folder / "bitdelta.png").is_file() or (folder / "bitdelta.html").is_file()
     bad = subprocess.run([sys.executable, "-m", "experiments.cli", "experiment", "nope", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=120)

@@ -2,7 +2,9 @@
 
 Accepted as mergekit writes it: `models` (each with `model` and `parameters`) or `slices` (each
 with `sources` of `model` + `layer_range`), `merge_method`, `base_model`, `dtype`, `out_dtype`,
-`parameters`, `tokenizer_source`, `tokenizer`, `chat_template`. A parameter is a number, a
+`parameters`, `tokenizer_source`, `tokenizer`, `chat_template` (tokenizer files are copied from
+the reference model, not merged token by token; `tokenizer` is accepted with ``source: union``
+only, `modules` and `residual_weight` not at all). A parameter is a number, a
 gradient (a list of numbers interpolated over the layers) or a list of ``{filter, value}``
 entries, the first whose filter matches the tensor winning (no filter matches everything).
 
@@ -10,7 +12,8 @@ Two optional keys are Cogitans' own: `embed_policy` (``error``, or ``union``: vo
 different sizes merge into the largest, missing rows initialised from each model's mean row;
 ``tokenizer_source: union`` asks for the same) and `seed` (DARE's random drops).
 
-Errors are `BadInput`s naming the key: ``models[1].parameters.density = 1.5: ties expects (0, 1]``.
+Errors are `BadInput`s naming the key: ``models[1].parameters.density = 1.5: ties expects density
+in (0, 1]``.
 """
 
 from __future__ import annotations
@@ -124,7 +127,8 @@ class MergeConfig(_WithParams):
     @property
     def union(self) -> bool:
         """Vocabularies of different sizes merge into the largest."""
-        return self.embed_policy == "union" or self.tokenizer_source == "union"
+        return (self.embed_policy == "union" or self.tokenizer_source == "union"
+                or (self.tokenizer or {}).get("source") == "union")
 
     def model_paths(self) -> list[str]:
         """Every model named, base first, each once, in order of appearance."""
@@ -164,6 +168,13 @@ def check(cfg: MergeConfig) -> None:
     """Method-level rules: a known method, its base model, model counts, parameter names and ranges."""
     if cfg.modules is not None:
         raise BadInput("modules: multi-module merges are not supported; use models or slices")
+    if cfg.tokenizer is not None and cfg.tokenizer.get("source") != "union":
+        raise BadInput("tokenizer: token-level vocabulary merging is not supported; tokenizer files are copied "
+                       "from the reference model (use tokenizer_source: union or embed_policy: union for "
+                       "vocabularies of different sizes)")
+    for i, sl in enumerate(cfg.slices or []):
+        if sl.residual_weight is not None:
+            raise BadInput(f"slices[{i}].residual_weight: not supported")
     if (cfg.models is None) == (cfg.slices is None):
         raise BadInput("models / slices: give exactly one of them")
     if cfg.merge_method not in REGISTRY:

@@ -263,6 +263,7 @@ def merge(
     out: Path = typer.Argument(..., help="Output: OUT.safetensors, OUT.gguf, or a folder (sharded HF folder)."),
     dtype: Optional[str] = typer.Option(None, help="Output float type: float32, float16 or bfloat16."),
     shard_size: float = typer.Option(5000.0, help="Largest shard of a folder output, in MB."),
+    threads: int = typer.Option(1, help="Torch threads (the merge is memory-bound; 1 is fastest on shared cores)."),
     json_out: bool = _JSON,
 ) -> None:
     """Merge models with a mergekit-style config, streaming tensor by tensor.
@@ -276,6 +277,8 @@ def merge(
     cfg, paths = configs.load(config)  # config and plan are checked before torch is even imported
     if shard_size <= 0:
         raise BadInput(f"--shard-size must be positive, got {shard_size}")
+    if threads < 1:
+        raise BadInput(f"--threads must be at least 1, got {threads}")
     from genome.formats.atomic import check_new_output
     from genome.recombine.plan import check
 
@@ -299,7 +302,7 @@ def merge(
         def tick(done: int, total: int, name: str) -> None:
             bar.update(task, completed=done, total=total, description=name)
 
-        report = run(config, out, dtype=dtype, shard_bytes=int(shard_size * 1e6), progress=tick)
+        report = run(config, out, dtype=dtype, shard_bytes=int(shard_size * 1e6), progress=tick, threads=threads)
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
         return

@@ -94,7 +94,7 @@ def analyse(a: Path, b: Path, base: Path | None = None, seed: int = 0) -> Analys
             if base is not None and len(info.shape) == 2:
                 da, db = np.abs(va - v0), np.abs(vb - v0)
                 k = max(1, len(idx) // 5)
-                ta, tb = set(np.argsort(-da)[:k]), set(np.argsort(-db)[:k])
+                ta, tb = set(np.argpartition(-da, k - 1)[:k]), set(np.argpartition(-db, k - 1)[:k])
                 if da.max() > 0 and db.max() > 0:
                     overlaps.append(len(ta & tb) / len(ta | tb))
         if not shared:

@@ -91,7 +91,8 @@ def run_info(run_dir: Path) -> RunInfo:
             params=json.loads(row["params"] or "{}"), spec=row["spec"] or "", error=row["error"],
         )
     except (KeyError, TypeError, ValueError) as err:  # a run table of another shape
-        return RunInfo(path=run_dir, name=run_dir.name, status="unreadable", error=f"unexpected run table ({type(err).__name__}: {err})")
+        return RunInfo(path=run_dir, name=run_dir.name, status="unreadable",
+                       error=f"unexpected run table ({type(err).__name__}: {err})")
 
 
 def list_runs(root: Path) -> list[RunInfo]:

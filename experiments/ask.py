@@ -283,8 +283,8 @@ def ask_run(run_dir: Path, question: str, vote: str | None = None) -> dict[str, 
 
 def describe(result: dict[str, Any]) -> str:
     """A readable, few-line rendering of one `answer` result."""
-    lines = [f"answer: {result['answer']}   (confidence {result['confidence']:.2f}, "
-             f"similarity {result['similarity']:.2f}, niche {result['niche']})"]
+    lines = [(f"answer: {result['answer']}   (confidence {result['confidence']:.2f}, "
+              f"similarity {result['similarity']:.2f}, niche {result['niche']})")]
     if result["expected"] is not None:
         verdict = "right" if result["expected"] == result["answer"] else f"wrong, expected {result['expected']}"
         lines[0] += f"   [{verdict}]"

@@ -27,7 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
 
 from experiments.ask import (
-    MAX_QUESTION, Asked, answer, apply_vote, check_question, load_swarm, record_vote,
+    MAX_QUESTION,
+    Asked,
+    answer,
+    apply_vote,
+    check_question,
+    load_swarm,
+    record_vote,
 )
 from experiments.runner import save_checkpoint
 from experiments.store import RunStore

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import os
 import re
 import unicodedata
@@ -50,7 +51,7 @@ class HashingEncoder:
     def _features(self, text: str) -> list[tuple[str, float]]:
         words = _WORD.findall(clean(text).lower())
         feats = [("w:" + w, 2.0) for w in words]
-        feats += [("b:" + a + " " + b, 1.0) for a, b in zip(words, words[1:])]
+        feats += [("b:" + a + " " + b, 1.0) for a, b in itertools.pairwise(words)]
         for w in words:
             marked = f"<{w}>"
             feats += [("c:" + marked[i : i + n], 0.5) for n in (3, 4, 5) for i in range(len(marked) - n + 1)]
@@ -133,7 +134,7 @@ def pca(x: torch.Tensor, d: int) -> Projection:
         _, vecs = torch.linalg.eigh(xc.T @ xc)  # ascending eigenvalues
         comps = vecs[:, -d:].flip(1)  # (W, d)
     else:
-        vals, vecs = torch.linalg.eigh(xc @ xc.T)  # (N, N)
+        _, vecs = torch.linalg.eigh(xc @ xc.T)  # (N, N)
         top = vecs[:, -d:].flip(1)  # (N, d)
         comps = normalize(xc.T @ top, dim=0)  # (W, d)
     signs = torch.sign(comps.gather(0, comps.abs().argmax(0, keepdim=True)))  # (1, d)
@@ -141,7 +142,7 @@ def pca(x: torch.Tensor, d: int) -> Projection:
     return Projection(weight.float(), (-(mean @ weight)).float())
 
 
-REGISTRY: dict[str, type[HashingEncoder] | type[MiniLMEncoder]] = {
+REGISTRY: dict[str, type[HashingEncoder | MiniLMEncoder]] = {
     "hashing": HashingEncoder,
     "minilm": MiniLMEncoder,
 }
@@ -229,7 +230,7 @@ class TextEncoder:
             return 0
         try:
             d = torch.load(path, weights_only=True)
-        except Exception:  # a damaged cache is only a slower start
+        except Exception:  # noqa: BLE001 - a damaged cache is only a slower start
             return 0
         if d.get("encoder") != self.name:
             return 0

@@ -42,11 +42,12 @@ SOUNDS = _pairs(
     "owl:hoot, snake:hiss, bee:buzz, mouse:squeak, frog:croak, crow:caw, donkey:bray, wolf:howl,"
     "goat:bleat, rooster:crow, turkey:gobble, dove:coo"
 )
-WORDS = (
-    "apple banana cherry garden river mountain window pencil rocket silver orange violet yellow "
-    "kitchen planet zebra island jacket lemon market nature ocean queen tiger umbrella wagon "
-    "basket dragon engine forest harbor"
-).split()
+WORDS = [
+    "apple", "banana", "cherry", "garden", "river", "mountain", "window", "pencil", "rocket",
+    "silver", "orange", "violet", "yellow", "kitchen", "planet", "zebra", "island", "jacket",
+    "lemon", "market", "nature", "ocean", "queen", "tiger", "umbrella", "wagon", "basket",
+    "dragon", "engine", "forest", "harbor",
+]
 PLURALS = _pairs(
     "mouse:mice, child:children, man:men, woman:women, tooth:teeth, foot:feet, goose:geese,"
     "person:people, box:boxes, city:cities, baby:babies, knife:knives, leaf:leaves, wolf:wolves,"

@@ -78,7 +78,7 @@ def test_text_encoder_caches_and_aligns_to_the_swarm_width():
 def test_importing_the_text_environment_does_not_import_sentence_transformers():
     code = ("import sys; from swarm.text_qa import TextQAEnvironment; from swarm.encoders import TextEncoder; "
             "TextEncoder('hashing', 8).encode(['hi']); print('sentence_transformers' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.stdout.strip() == "False", out.stderr
 
 

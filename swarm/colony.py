@@ -85,6 +85,7 @@ class Colony(mesa.Agent):
         self.index = index
         self.state = state
         self.brain_params = brain_params
+        self.genes = None  # swarm.genes.GeneBrains when brains are gene references (genes.enabled)
 
     @property
     def population(self) -> int:
@@ -109,7 +110,10 @@ class Colony(mesa.Agent):
         position = torch.arange(len(slots)) - starts[sorted_slots]  # rank inside its slot
         padded = queries.new_zeros(n_slots, int(counts.max()), queries.shape[1])  # (S', Q, D)
         padded[sorted_slots, position] = queries[order]
-        out = brain.forward(st.params[:n_slots], self.brain_params, padded, st.memory[:n_slots])
+        if self.genes is not None:  # brains as shared genes: materialised chunk by chunk, batched
+            out = self.genes.forward(self.index, padded, st.memory[:n_slots], counts)
+        else:
+            out = brain.forward(st.params[:n_slots], self.brain_params, padded, st.memory[:n_slots])
         answers = torch.empty_like(queries)
         answers[order] = out[sorted_slots, position]
         return answers

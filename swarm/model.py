@@ -66,9 +66,16 @@ class SwarmModel(mesa.Model):
             self.colonies.append(Colony(self, c, st, spec.brain))
             self.lineage.add_births(ids, torch.full_like(ids, -1), ids, torch.full_like(ids, c), 0)
         self.next_id = spec.colony.count * n0
-        self.metrics: dict[str, float] = {name: 0.0 for name in METRICS}
+        self.genes = None
+        if spec.genes.enabled:  # brains as references into one shared gene pool (swarm/genes.py)
+            from swarm.genes import GeneBrains
+
+            self.genes = GeneBrains(spec, self.noise, self.gen)
+            self.genes.adopt(self.colonies)
+        names = METRICS + (self.genes.stats.metric_names() if self.genes is not None else ())
+        self.metrics: dict[str, float] = {name: 0.0 for name in names}
         self.datacollector = mesa.DataCollector(
-            model_reporters={name: (lambda model, key=name: model.metrics[key]) for name in METRICS}
+            model_reporters={name: (lambda model, key=name: model.metrics[key]) for name in names}
         )
 
     # ---- views over all colonies -------------------------------------------------------------
@@ -105,7 +112,11 @@ class SwarmModel(mesa.Model):
 
     def reproduce(self, step: int) -> tuple[evolution.Births, torch.Tensor]:
         """Let agents past their threshold divide; record births and deaths. Returns both."""
+        before = self._global("agent_id") if self.genes is not None else None
         births, died = evolution.divide(self.states, self.spec, self.noise, step, self.next_id, self.gen)
+        self.last_births = births
+        if self.genes is not None:  # children share their parents' unmutated genes
+            self.genes.after_divide(self, before)
         self.next_id += len(births.agent_id)
         self.lineage.add_births(births.agent_id, births.parent_id, births.root_id, births.colony, step)
         self.lineage.add_deaths(died, step)
@@ -153,6 +164,8 @@ class SwarmModel(mesa.Model):
             "malicious_share": float(self._global("malicious")[alive].float().mean()) if bool(alive.any()) else 0.0,
             "seconds": seconds,
         }
+        if self.genes is not None:
+            self.metrics.update(self.genes.metrics(int(alive.sum())))
 
     # ---- snapshots and checkpoints -----------------------------------------------------------
     def agent_table(self) -> dict[str, torch.Tensor]:
@@ -182,6 +195,7 @@ class SwarmModel(mesa.Model):
             "torch_rng": self.gen.get_state(),
             "numpy_rng": self.rng.bit_generator.state,
             "python_rng": self.random.getstate(),
+            **({"genes": self.genes.state_dict()} if self.genes is not None else {}),
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
@@ -197,3 +211,8 @@ class SwarmModel(mesa.Model):
         self.gen.set_state(d["torch_rng"])
         self.rng.bit_generator.state = d["numpy_rng"]
         self.random.setstate(d["python_rng"])
+        if self.genes is not None:
+            self.genes.load_state_dict(d["genes"])
+            for colony in self.colonies:
+                colony.state.params = colony.state.params[:, :0]
+                colony.genes = self.genes

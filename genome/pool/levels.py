@@ -183,6 +183,12 @@ def behaviour_keys(values: np.ndarray, plan_: BlockPlan, bits: int = 12) -> list
     return keys
 
 
+def vector_behaviour(values: np.ndarray, bits: int = 12) -> bytes:
+    """L3 outputs of one flat block (its values times seeded probe values), rounded: bytes."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    return round_bits(flat[:, None] * _probes(len(flat), L3_PROBES, 3), bits).tobytes()
+
+
 def signatures(blocks: list[np.ndarray], hasher: MinHasher, universe: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """L4 MinHash signatures of blocks' ternary forms, and their shingle sets.
 

@@ -197,7 +197,8 @@ def apply_vote(model: SwarmModel, asked: Asked, vote: str) -> dict[str, Any]:
     Up: the decoded answer is the target; every agent that answered (and is still alive) is
     rewarded by the environment's graded feedback against it, and the best agent answer is stored
     in the shared memory. Down: rewards are the negative of that feedback, so the agents that gave
-    the rejected answer lose fitness and the others barely change. Then the step's divisions run.
+    the rejected answer lose fitness and the others barely change, and stored answers for similar
+    questions that give the rejected answer are demoted. Then the step's divisions run.
 
     Returns:
         The step's metrics (the columns a simulation step writes that make sense for one vote),
@@ -220,6 +221,7 @@ def apply_vote(model: SwarmModel, asked: Asked, vote: str) -> dict[str, Any]:
         r = Response(queries=asked.query.unsqueeze(0), hits=None, chosen=slots[alive].unsqueeze(0),
                      routed=None, responses=responses, weight=None, valid=None, answer=None)
         learn(model, r, rewards, torch.tensor([asked.niche]), step)
+    demoted = _demote_memory(model, asked) if vote == "down" else 0
     births, died = model.reproduce(step)
     model.totals["queries"] += 1
     fitness = model._global("fitness")[model._global("alive")]
@@ -234,8 +236,21 @@ def apply_vote(model: SwarmModel, asked: Asked, vote: str) -> dict[str, Any]:
         "thumbs_up": 1.0 if vote == "up" else 0.0,
         "memory_entries": float(model.memory.size),
     }
-    return {"step": step, "metrics": metrics, "births": births, "deaths": died,
+    return {"step": step, "metrics": metrics, "births": births, "deaths": died, "memory_demoted": demoted,
             "rewards": [round(v, 4) for v in rewards.flatten().tolist()]}
+
+
+def _demote_memory(model: SwarmModel, asked: Asked) -> int:
+    """After a down vote: stored answers for similar questions that give the rejected answer turn negative.
+
+    Their fitness becomes -|fitness|, so lookup ranks them last, consensus weighs them down and
+    garbage collection evicts them first. Returns how many entries were demoted.
+    """
+    mem, env = model.memory, model.environment
+    near = (mem.valid & ((mem.query @ asked.query) >= mem.p.min_similarity)).nonzero().squeeze(1)  # (n,)
+    wrong = near[env.decode(mem.response[near]) == asked.label]
+    mem.fitness[wrong] = -mem.fitness[wrong].abs()
+    return len(wrong)
 
 
 def record_vote(store: RunStore, asked: Asked, vote: str, applied: dict[str, Any], ask_id: str,
@@ -251,6 +266,7 @@ def record_vote(store: RunStore, asked: Asked, vote: str, applied: dict[str, Any
     store.event(step, "feedback", {
         "id": ask_id, "vote": vote, "question": asked.question, "answer": answer_text,
         "asked_step": asked.step, "agents": asked.agent_id.tolist(), "rewards": applied["rewards"],
+        "memory_demoted": applied["memory_demoted"],
         "time": time.time(),
     })
 
@@ -277,6 +293,7 @@ def ask_run(run_dir: Path, question: str, vote: str | None = None) -> dict[str, 
             store.close()
         save_checkpoint(run_dir, model)
         result["feedback"] = {"vote": vote, "step": applied["step"], "rewards": applied["rewards"],
+                              "memory_demoted": applied["memory_demoted"],
                               "births": len(applied["births"].agent_id), "deaths": len(applied["deaths"])}
     return result
 

@@ -18,6 +18,7 @@ unknown ask ids 404 and a second vote on one answer 409, each with {"error": "<o
 from __future__ import annotations
 
 import secrets
+import sys
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -62,7 +63,7 @@ class SwarmService:
     def open(self) -> None:
         """Open the run store (from the thread that will use it) and log the start."""
         self.store = RunStore(self.run_dir / "run.sqlite")
-        self.store.event(self.model.steps, "serve_started", {"pid_step": self.model.steps})
+        self.store.event(self.model.steps, "serve_started", {"checkpoint_step": self.model.steps})
 
     def close(self) -> None:
         """Checkpoint, log the stop and close the run store."""
@@ -104,7 +105,8 @@ class SwarmService:
             save_checkpoint(self.run_dir, self.model)
             self.votes_since_checkpoint = 0
         return {"id": ask_id, "vote": vote, "step": applied["step"], "answer": answer_text,
-                "rewards": applied["rewards"], "births": len(applied["births"].agent_id),
+                "rewards": applied["rewards"], "memory_demoted": applied["memory_demoted"],
+                "births": len(applied["births"].agent_id),
                 "deaths": len(applied["deaths"]), "population": int(applied["metrics"]["population"])}
 
     def health(self) -> dict[str, Any]:
@@ -250,4 +252,5 @@ def run_server(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, checkpo
         raise BadInput(f"--port must be between 1 and 65535, got {port}")
     torch.set_num_threads(1)  # one query at a time: extra threads only contend
     service = SwarmService(run_dir, checkpoint_every=checkpoint_every)
+    print(f"serving {run_dir} on http://{host}:{port} (docs at /docs); Ctrl-C to stop", file=sys.stderr)
     uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)

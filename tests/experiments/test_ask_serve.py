@@ -144,6 +144,10 @@ def test_api_ask_feedback_docs_and_errors(run_copy):
         voted = http.post("/feedback", json={"id": body["id"], "vote": "down"})
         assert voted.status_code == 200 and voted.json()["step"] == start + 1
         assert all(r <= 0 for r in voted.json()["rewards"])  # a down vote never rewards the answer given
+        agreeing = [h for h in body["memory_hits"] if h["answer"] == body["answer"]]
+        assert voted.json()["memory_demoted"] >= len(agreeing)
+        rerun = http.post("/ask", json={"question": "What is 3 plus 4?"}).json()
+        assert all(h["fitness"] <= 0 for h in rerun["memory_hits"] if h["answer"] == body["answer"])
         again = http.post("/feedback", json={"id": body["id"], "vote": "up"})
         assert again.status_code == 409 and "already has a vote" in again.json()["error"]
         second = http.post("/ask", json={"question": "Convert 3 meters to centimeters."}).json()

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from experiments.spec import ExperimentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def spec_keys() -> list[str]:
-    return [f"{section}.{name}" for section, field in ExperimentSpec.model_fields.items()
-            for name in field.annotation.model_fields]
+def spec_keys(model: type[BaseModel] = ExperimentSpec, prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys += spec_keys(sub, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
 
 
 def test_every_config_key_is_documented():

@@ -13,9 +13,9 @@ from experiments.claims.common import SMALL, ClaimResult, merge, tail_mean, traj
 
 
 def _base(quick: bool) -> tuple[dict, int, list[int]]:
-    """Spec, steps and seeds: the small spec (about 30 ms a step) for 300 steps x 2 seeds with
+    """Spec, steps and seeds: the small spec (about 30 ms a step) for 200 steps x 2 seeds with
     --quick, 600 steps x 3 seeds otherwise."""
-    return (SMALL, 300, [0, 1]) if quick else (SMALL, 600, [0, 1, 2])
+    return (SMALL, 200, [0, 1]) if quick else (SMALL, 600, [0, 1, 2])
 
 
 def _ci(values: list[float]) -> float:

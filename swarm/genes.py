@@ -174,7 +174,7 @@ class GeneBrains:
             chain.append(torch.where(self.parent[cur] >= 0, self.parent[cur], cur))
         root = chain[-1] if d_max else genes
         rows = self.row[root]
-        values = self.bank[rows].float()
+        values = torch.index_select(self.bank, 0, rows).float()
         if self.ternary:
             values *= self.scale[root][:, None]
         for k in range(d_max - 1, -1, -1):  # step k: genes whose chain has a lazy link at distance k
@@ -188,7 +188,8 @@ class GeneBrains:
         refs = self.slots[colony][slots]  # (n, nb)
         unique, inverse = torch.unique(refs, return_inverse=True)
         values = self.materialise(unique)  # each distinct gene once
-        return values[inverse].view(len(slots), self.nb * self.B)[:, : self.P]
+        flat = torch.index_select(values, 0, inverse.flatten())  # (n * nb, B)
+        return flat.view(len(slots), self.nb * self.B)[:, : self.P]
 
     def forward(self, colony: int, queries: torch.Tensor, memory: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """`brain.forward` over slots [0, S') in chunks; only slots with queries are computed.

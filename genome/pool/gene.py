@@ -111,13 +111,20 @@ class Gene:
         """Move to `new`; `IllegalTransition` if the lifecycle forbids it."""
         self.status = check_transition(self.status, new, f"gene {self.hash[:12]}")
 
-    def signed_fields(self) -> bytes:
-        """The immutable part of the gene that attestations sign (canonical JSON)."""
-        body = {"hash": self.hash, "kind": self.kind, "blob": self.blob, "dtype": self.dtype,
-                "shape": list(self.shape), "levels": {str(k): v for k, v in sorted(self.level_hashes.items())},
-                "metadata": self.metadata, "version": self.version, "parent": self.parent_hash,
-                "base": self.base}
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_default).encode()
+    def signed_fields(self, meta_json: str | None = None) -> bytes:
+        """The immutable part of the gene that attestations sign: NUL-separated fields, metadata as
+        canonical JSON (`meta_json`, when the caller already has it)."""
+        if meta_json is None:
+            meta_json = metadata_json(self.metadata)
+        levels = ",".join(f"{k}={v}" for k, v in sorted(self.level_hashes.items()))
+        fields = ("gene-v1", self.hash, self.kind, self.blob, self.dtype, ",".join(map(str, self.shape)), levels,
+                  meta_json, str(self.version), self.parent_hash or "", self.base or "")
+        return "\0".join(fields).encode()
+
+
+def metadata_json(metadata: dict[str, Any]) -> str:
+    """Canonical JSON of gene metadata (sorted keys, no spaces)."""
+    return json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=_json_default)
 
 
 def _json_default(value: Any) -> Any:

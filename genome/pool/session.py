@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from genome.pool import attest, merkle
-from genome.pool.gene import Gene
+from genome.pool.gene import Gene, metadata_json
 from genome.pool.store import RAW, PackWriter, encode_blob
 
 
@@ -130,7 +130,8 @@ class Session:
     def _insert_genes(self, db: Any, now: float) -> None:
         batch = (db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0]) + 1
         entries = list(self.new.values())
-        leaves = [merkle.leaf_hash(e.gene.signed_fields()) for e in entries]
+        metas = [metadata_json(e.gene.metadata) for e in entries]
+        leaves = [merkle.leaf_hash(e.gene.signed_fields(m)) for e, m in zip(entries, metas)]
         root, signature = attest.sign_batch(self.pool.path, batch, leaves)
         db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
                    (batch, root, signature, attest.public_key(self.pool.path), len(leaves), now))
@@ -138,9 +139,9 @@ class Session:
         rows = []
         for i, e in enumerate(entries):
             g = e.gene
-            rows.append((g.hash, g.kind, g.blob, g.base, g.dtype, json.dumps(list(g.shape)), e.nbytes,
+            rows.append((g.hash, g.kind, g.blob, g.base, g.dtype, "[" + ",".join(map(str, g.shape)) + "]", e.nbytes,
                          g.level_hashes.get(2), g.level_hashes.get(3), e.sig,
-                         json.dumps(g.metadata, sort_keys=True), g.version, g.parent_hash, g.status.value,
+                         metas[i], g.version, g.parent_hash, g.status.value,
                          g.refs, now, batch, i))
         db.executemany("INSERT INTO genes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 

@@ -186,7 +186,17 @@ def encode_blob(payload: bytes | memoryview, codec: int, level: int = 1) -> byte
         if len(arr) % 4:
             raise ValueError("ZSTD_SHUFFLE4 needs a payload of whole 4-byte lanes")
         payload = np.ascontiguousarray(arr.reshape(-1, 4).T).tobytes()
-    return zstandard.ZstdCompressor(level=level).compress(payload)
+    return _compressor(level).compress(payload)
+
+
+_COMPRESSORS: dict[int, zstandard.ZstdCompressor] = {}
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    c = _COMPRESSORS.get(level)
+    if c is None:
+        c = _COMPRESSORS[level] = zstandard.ZstdCompressor(level=level)
+    return c
 
 
 def decode_blob(stored: bytes, codec: int, size: int) -> bytes:
@@ -212,7 +222,7 @@ class PackWriter:
         self.name = f"pack-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:12]}.pack"
         self.final = Path(path) / OBJECTS / self.name
         self.tmp = Path(path) / OBJECTS / f".{self.name}.tmp"
-        self.fh = open(self.tmp, "w+b")
+        self.fh = open(self.tmp, "w+b", buffering=1 << 22)
         self.offset = 0
         self.blobs: dict[str, tuple[int, int, int, int]] = {}  # hash -> (offset, length, size, codec)
 

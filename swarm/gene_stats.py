@@ -100,7 +100,13 @@ class GeneStats:
 
     def _clusters(self, ids: torch.Tensor, vals: np.ndarray, widths: list[int]) -> list[int]:
         """L4 cluster of each new gene, against the genes that existed before this batch."""
-        from genome.minhash import LSHIndex, MinHasher, jaccard, signed_shingles, ternary
+        from genome.minhash import (
+            LSHIndex,
+            MinHasher,
+            jaccard,
+            signed_shingles,
+            ternary,
+        )
         from genome.pool.levels import cosine, shadow_error, signatures
 
         if self._lsh is None:

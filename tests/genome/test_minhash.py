@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 from datasketch import MinHash, MinHashLSH
 
-from genome.minhash import (LSHIndex, MinHasher, candidate_probability, from_datasketch, id_bytes, jaccard,
-                            signed_shingles, ternary)
+from genome.minhash import (
+    LSHIndex,
+    MinHasher,
+    candidate_probability,
+    from_datasketch,
+    id_bytes,
+    jaccard,
+    signed_shingles,
+    ternary,
+)
 
 
 @pytest.mark.parametrize("scheme", ["affine32", "legacy"])

@@ -16,8 +16,16 @@ from safetensors.numpy import load_file
 from safetensors.torch import save_file
 
 from genome.errors import BadInput
-from genome.pool import DedupOptions, GenePool, GeneStatus, IllegalTransition, PoolCorrupt, compact, verify
-from genome.pool import merkle
+from genome.pool import (
+    DedupOptions,
+    GenePool,
+    GeneStatus,
+    IllegalTransition,
+    PoolCorrupt,
+    compact,
+    merkle,
+    verify,
+)
 from tests.genome.conftest import write_tiny_bert
 
 BLOCK = 256  # small blocks: a (64, 64) tensor is 16 genes of (4, 64)
@@ -223,3 +231,21 @@ def test_bad_inputs_leave_the_pool_unchanged(tmp_path, base_tensors):
         GenePool(tmp_path)
     with pytest.raises(BadInput, match="not empty"):
         GenePool.init(tmp_path / "pool")
+
+
+def test_quantised_gguf_is_deduplicated_on_exact_bytes_and_rebuilt(tmp_path):
+    """Q8_0, TQ2_0 and Q4_K tensors are cut in whole rows of stored bytes (L1 only) and come back exact."""
+    from genome.formats import open_model
+    from tests.genome.test_gguf import write_fixture
+
+    src = write_fixture(tmp_path / "q.gguf")
+    pool = GenePool.init(tmp_path / "pool", block=BLOCK)
+    first = pool.ingest(src, name="q")
+    again = pool.ingest(src, name="q2")
+    assert first.genes_in == again.collapsed[1] and again.bytes_after == 0
+    pool.export("q2", tmp_path / "back.gguf")
+    with open_model(src) as a, open_model(tmp_path / "back.gguf") as b:
+        assert {i.dtype for i in a} >= {"Q8_0", "TQ2_0", "Q4_K"}
+        assert [(i.name, i.dtype, i.shape) for i in a] == [(i.name, i.dtype, i.shape) for i in b]
+        assert all(np.array_equal(a.raw(n), b.raw(n)) for n in a.names())
+    assert verify(pool)["clean"]

@@ -26,7 +26,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 def cogitans(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "experiments.cli", *map(str, args)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _model(path: Path, seed: int = 0, nan: bool = False) -> Path:

@@ -7,7 +7,14 @@ import pytest
 
 from genome.errors import BadInput
 from genome.pool import merkle
-from genome.pool.gene import Gene, GeneStatus, IllegalTransition, content_digest, evolve, gene_hash
+from genome.pool.gene import (
+    Gene,
+    GeneStatus,
+    IllegalTransition,
+    content_digest,
+    evolve,
+    gene_hash,
+)
 
 
 def _gene(values: np.ndarray) -> Gene:

@@ -139,7 +139,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        r = measure(4000, chunk=64, rounds=1, step_agents=256, steps=2)
+        r = measure(2000, chunk=32, rounds=1, step_agents=128, steps=1)
     else:
         r = measure(args.agents, chunk=512, rounds=3, step_agents=2000, steps=5)
     print(f"built {r['measured_agents']:,} agents ({r['distinct_agents']:,} distinct) in {r['build_seconds']:.1f} s: "

@@ -7,6 +7,7 @@ runs one, writes `report.md`, `table.csv` and PNG plots under the runs root, and
 from __future__ import annotations
 
 from experiments.claims.bitdelta import bitdelta
+from experiments.claims.dedup_family import dedup_family
 from experiments.claims.evolution import mutation_sweep, specialisation, starvation, threshold_sweep
 
 REGISTRY = {
@@ -15,6 +16,7 @@ REGISTRY = {
     "mutation-sweep": mutation_sweep,
     "threshold-sweep": threshold_sweep,
     "bitdelta": bitdelta,
+    "dedup-family": dedup_family,
 }
 
 __all__ = ["REGISTRY"]

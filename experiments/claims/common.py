@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,15 @@ def trajectory(data: dict[str, Any], seed: int, steps: int) -> pd.DataFrame:
         model.step()
         rows.append({"step": model.steps, **model.metrics})
     return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A DataFrame as a markdown table, floats to 3 significant digits."""
+    cols = list(table.columns)
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) and not math.isnan(v) else str(v)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def tail_mean(df: pd.DataFrame, column: str, share: float = 0.1) -> float:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from experiments.claims import REGISTRY
+from experiments.claims.common import markdown
 from genome.errors import BadInput
-
-
-def _markdown(table) -> str:
-    cols = list(table.columns)
-    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) and not math.isnan(v) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def run(name: str, quick: bool, out: Path) -> dict[str, Any]:
@@ -36,7 +28,7 @@ def run(name: str, quick: bool, out: Path) -> dict[str, Any]:
             images.append(f"[{stem}]({stem}.html) (PNG export unavailable: {type(err).__name__})")
     text = "\n\n".join([f"# {result.title}", f"**Claim (source):** {result.claim}",
                         f"**Result{' (quick variant)' if quick else ''}:** {result.verdict}",
-                        _markdown(result.table), *images, result.notes]).strip() + "\n"
+                        markdown(result.table), *images, result.notes]).strip() + "\n"
     (folder / "report.md").write_text(text)
     return {"experiment": name, "quick": quick, "report": str(folder / "report.md"), "held": result.held,
             "verdict": result.verdict, "table": result.table.to_dict("records")}

@@ -83,7 +83,7 @@ def level_table(reports: list[Any], title: str) -> Any:
             total.add(r)
         table.add_row(r.name, r.kind, str(r.genes_in), *(str(r.unique(k)) for k in (1, 2, 3, 4)),
                       str(r.delta_genes + r.level_deltas), _mb(r.delta_bytes), _mb(r.bytes_before),
-                      _mb(r.bytes_after), f"{r.ratio:.2f}")
+                      _mb(r.bytes_after), f"{r.ratio:.2f}" if r.bytes_after else "all shared")
     return table
 
 

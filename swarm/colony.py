@@ -86,6 +86,7 @@ class Colony(mesa.Agent):
         self.state = state
         self.brain_params = brain_params
         self.genes = None  # swarm.genes.GeneBrains when brains are gene references (genes.enabled)
+        self.adapter = None  # swarm.sharing.WidthAdapter when this colony's width is not the canonical one
 
     @property
     def population(self) -> int:
@@ -102,6 +103,8 @@ class Colony(mesa.Agent):
             (N, D) unit responses, in the order of the pairs.
         """
         st = self.state
+        if self.adapter is not None:  # canonical queries -> this colony's width (answers map back below)
+            queries = self.adapter.down(queries)
         n_slots = st.high_water
         counts = torch.bincount(slots, minlength=n_slots)  # (S',)
         order = torch.argsort(slots, stable=True)  # pairs grouped by slot
@@ -113,10 +116,11 @@ class Colony(mesa.Agent):
         if self.genes is not None:  # brains as shared genes: materialised chunk by chunk, batched
             out = self.genes.forward(self.index, padded, st.memory[:n_slots], counts)
         else:
-            out = brain.forward(st.params[:n_slots], self.brain_params, padded, st.memory[:n_slots])
+            flat = st.params[:n_slots] if self.adapter is None else st.params[:n_slots, : brain.param_count(self.brain_params)]
+            out = brain.forward(flat, self.brain_params, padded, st.memory[:n_slots])
         answers = torch.empty_like(queries)
         answers[order] = out[sorted_slots, position]
-        return answers
+        return answers if self.adapter is None else self.adapter.up(answers)
 
     def record(
         self,

@@ -29,6 +29,7 @@ class Hits:
     similarity: torch.Tensor  # (B, k)
     agent_id: torch.Tensor  # (B, k) int64
     valid: torch.Tensor  # (B, k) bool
+    slot: torch.Tensor | None = None  # (B, k) int64 memory slot of each hit, -1 for none
 
 
 class SharedMemory:
@@ -98,6 +99,7 @@ class SharedMemory:
             similarity=torch.zeros(b, k),
             agent_id=torch.full((b, k), -1, dtype=torch.int64),
             valid=torch.zeros(b, k, dtype=torch.bool),
+            slot=torch.full((b, k), -1, dtype=torch.int64),
         )
         if k == 0 or self.size == 0:
             return out
@@ -140,6 +142,7 @@ class SharedMemory:
         out.similarity[:, :top] = torch.where(ok, sims.gather(1, where), 0.0)
         out.agent_id[:, :top] = torch.where(ok, self.agent_id[chosen], -1)
         out.valid[:, :top] = ok
+        out.slot[:, :top] = torch.where(ok, chosen, -1)
         return out
 
     # ---- writes -----------------------------------------------------------------------------
@@ -150,8 +153,12 @@ class SharedMemory:
         agent_id: torch.Tensor,
         fitness: torch.Tensor,
         step: int,
-    ) -> None:
-        """Store (B, D) queries with their (B, D) responses, (B,) agent ids and (B,) fitness."""
+    ) -> torch.Tensor:
+        """Store (B, D) queries with their (B, D) responses, (B,) agent ids and (B,) fitness.
+
+        Returns the (B',) slots written, in the order of the entries kept (all of them unless more
+        than the capacity arrive at once; then the fittest).
+        """
         n_new = len(queries)
         if n_new > len(self.valid):  # keep only the fittest that fit
             best = torch.topk(fitness, len(self.valid)).indices
@@ -172,6 +179,14 @@ class SharedMemory:
         self.timestamp[slots] = step
         self.valid[slots] = True
         self._index = None
+        return slots
+
+    def remove(self, slots: torch.Tensor) -> int:
+        """Free the given slots (entries voted out); returns how many held an entry."""
+        held = int(self.valid[slots].sum())
+        self.valid[slots] = False
+        self._index = None
+        return held
 
     def retention(self, step: int) -> torch.Tensor:
         """(N,) retention score (1 + fitness) / 2 x 2^(-age / age_tau); -inf for free slots."""

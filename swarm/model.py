@@ -27,6 +27,8 @@ from swarm.memory import SharedMemory
 from swarm.metrics import quantiles, specialization_index
 from swarm.noise import NoiseTable
 from swarm.params import SwarmSpec
+from swarm.sharing import METRICS as SHARING_METRICS
+from swarm.sharing import Exchange, attach_width_adapters, colony_brains
 
 METRICS = (
     "population", "births", "deaths", "queries", "fitness_mean", "fitness_max", "fitness_p10",
@@ -51,19 +53,21 @@ class SwarmModel(mesa.Model):
         self.lineage = LineageLog()
         self.totals = {"births": 0, "deaths": 0, "queries": 0}
         self.capacity = spec.colony.capacity
-        n0, n_params = spec.colony.initial_agents, brain.param_count(spec.brain)
+        n0 = spec.colony.initial_agents
+        brains = colony_brains(spec)  # one BrainParams per colony (widths differ with sharing.widths)
+        n_params = max(brain.param_count(b) for b in brains)  # narrower brains leave a tail unused
         self.colonies: list[Colony] = []
         for c in range(spec.colony.count):
             st = ColonyState.empty(self.capacity, n_params, m, spec.environment.niches)
             ids = torch.arange(c * n0, (c + 1) * n0)
-            st.params[:n0] = brain.init_params(n0, spec.brain, self.gen)
+            st.params[:n0, : brain.param_count(brains[c])] = brain.init_params(n0, brains[c], self.gen)
             st.alive[:n0] = True
             st.agent_id[:n0] = ids
             st.root_id[:n0] = ids
             n_bad = round(spec.environment.malicious * n0)
             if n_bad:  # no draw at all without malicious agents: clean runs keep their random stream
                 st.malicious[torch.randperm(n0, generator=self.gen)[:n_bad]] = True
-            self.colonies.append(Colony(self, c, st, spec.brain))
+            self.colonies.append(Colony(self, c, st, brains[c]))
             self.lineage.add_births(ids, torch.full_like(ids, -1), ids, torch.full_like(ids, c), 0)
         self.next_id = spec.colony.count * n0
         self.genes = None
@@ -72,7 +76,11 @@ class SwarmModel(mesa.Model):
 
             self.genes = GeneBrains(spec, self.noise, self.gen)
             self.genes.adopt(self.colonies)
+        if spec.sharing.widths:
+            attach_width_adapters(self)
+        self.sharing = Exchange(spec, self.memory, self.gen) if spec.sharing.enabled else None
         names = METRICS + (self.genes.stats.metric_names() if self.genes is not None else ())
+        names += SHARING_METRICS if self.sharing is not None else ()
         self.metrics: dict[str, float] = {name: 0.0 for name in names}
         self.datacollector = mesa.DataCollector(
             model_reporters={name: (lambda model, key=name: model.metrics[key]) for name in names}
@@ -104,6 +112,9 @@ class SwarmModel(mesa.Model):
         quality = self.environment.feedback(r.answer, batch.target)  # (B,)
         rewards = self.environment.feedback(r.responses, batch.target.unsqueeze(1))  # (B, k)
         query.learn(self, r, rewards, batch.niche, step)
+        if self.sharing is not None:  # votes and fitness reports on the memory hits, from feedback
+            hit_rewards = self.environment.feedback(r.hits.response, batch.target.unsqueeze(1))  # (B, h)
+            self.sharing.judge(r, rewards, hit_rewards, self.capacity)
         births, died = self.reproduce(step)
         self.totals["queries"] += len(batch.queries)
 
@@ -128,6 +139,11 @@ class SwarmModel(mesa.Model):
     def _store(self, queries, answers, rewards, chosen, step) -> None:
         """Write each query's best agent answer (or all of them) to the shared memory."""
         ids = self._global("agent_id")[chosen]  # (B, k)
+        if self.sharing is not None:  # each query's best answer, shared by its agent's colony
+            rows, best = torch.arange(len(queries)), rewards.argmax(1)
+            self.sharing.share(queries, answers[rows, best], ids[rows, best], rewards[rows, best],
+                               chosen[rows, best] // self.capacity, step, self.gen)
+            return
         if self.spec.memory.store == "best":
             best = rewards.argmax(1)  # (B,)
             rows = torch.arange(len(queries))
@@ -166,6 +182,8 @@ class SwarmModel(mesa.Model):
         }
         if self.genes is not None:
             self.metrics.update(self.genes.metrics(int(alive.sum())))
+        if self.sharing is not None:
+            self.metrics.update(self.sharing.metrics())
 
     # ---- snapshots and checkpoints -----------------------------------------------------------
     def agent_table(self) -> dict[str, torch.Tensor]:

@@ -212,6 +212,39 @@ class EnvironmentParams(_Section):
         return self
 
 
+class SharingParams(_Section):
+    """Experience sharing between colonies (swarm/sharing/): signed, BitDelta-coded batches of
+    memory entries, a Merkle registry, quality voting, and colonies of different widths."""
+
+    enabled: bool = Field(
+        False, description="colonies share their memory entries as signed BitDelta batches through the "
+        "experience registry (off: every answer goes straight to the shared memory)",
+    )
+    window: int = Field(4096, ge=1, description="latest registry records usable as BitDelta references")
+    approval: float = Field(0.66, ge=0.0, le=1.0, description="shared entries under this weighted approval are removed")
+    vote_floor: float = Field(
+        0.25, ge=-1.0, le=1.0, description="a colony approves a shared entry it met when the entry's answer "
+        "scored at least this and at least its own agents' mean reward on the query",
+    )
+    min_vote_weight: float = Field(0.5, gt=0.0, description="weighted votes an entry needs before it can be voted out")
+    min_served: int = Field(100, ge=0, description="queries an identity serves before its votes count (Sybil resistance)")
+    aggregate: Literal["median", "trimmed_mean", "geometric_median", "krum", "mean"] = Field(
+        "median", description="rule combining the colonies' fitness reports on a shared entry",
+    )
+    malicious_colonies: int = Field(
+        0, ge=0, description="the last N colonies are malicious: they vote against good entries, report "
+        "inverted fitness and flood the memory",
+    )
+    flood: int = Field(0, ge=0, le=4096, description="junk entries each malicious colony shares per step")
+    widths: tuple[int, ...] = Field(
+        (), description="embedding width of each colony's agents (empty: all brain.embed_dim); answers are "
+        "projected to brain.embed_dim, the canonical width, before consensus and storage",
+    )
+    align: Literal["pad", "interpolate", "pca"] = Field(
+        "interpolate", description="how canonical vectors map to a colony's width and back (genome.align)",
+    )
+
+
 class SwarmSpec(_Section):
     """All simulation settings. YAML keys are `section.field`."""
 
@@ -227,6 +260,27 @@ class SwarmSpec(_Section):
     environment: EnvironmentParams = EnvironmentParams()
     reproduction: ReproductionParams = ReproductionParams()
     genes: GeneParams = GeneParams()
+    sharing: SharingParams = SharingParams()
+
+    @model_validator(mode="after")
+    def _sharing(self) -> SwarmSpec:
+        sh, d, c = self.sharing, self.brain.embed_dim, self.colony.count
+        if sh.malicious_colonies >= c:
+            raise ValueError(f"sharing.malicious_colonies={sh.malicious_colonies} must be below colony.count={c}")
+        if (sh.malicious_colonies or sh.flood) and not sh.enabled:
+            raise ValueError("sharing.malicious_colonies and sharing.flood need sharing.enabled=true")
+        if sh.widths:
+            if len(sh.widths) != c:
+                raise ValueError(f"sharing.widths gives {len(sh.widths)} widths for colony.count={c} colonies")
+            if any(not 2 <= w <= 4096 for w in sh.widths):
+                raise ValueError(f"sharing.widths={list(sh.widths)}: each width must be in [2, 4096]")
+            if self.genes.enabled:
+                raise ValueError("sharing.widths needs genes.enabled=false (gene blocks assume one brain layout)")
+            if sh.align == "pad" and min(sh.widths) < d:
+                raise ValueError(f"sharing.align=pad widens only: width {min(sh.widths)} < brain.embed_dim={d}")
+            if sh.align == "pca" and max(sh.widths) > d:
+                raise ValueError(f"sharing.align=pca narrows only: width {max(sh.widths)} > brain.embed_dim={d}")
+        return self
 
     @model_validator(mode="after")
     def _genes(self) -> SwarmSpec:

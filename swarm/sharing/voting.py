@@ -1,0 +1,75 @@
+"""Quality voting on shared entries, one vote per identity, weighted by standing.
+
+Colonies vote on the shared entries their queries met, from their own feedback (approve when an
+entry's answer scored above the thumbs-up level). Votes live in a (slots, identities) table of
+the shared memory's slots, so each identity counts once per entry (its latest vote). An entry whose
+weighted approval falls under `approval` (0.66) once at least `min_weight` of votes are in is
+voted out.
+
+Sybil resistance: an identity's weight is 0 until it has served `min_served` queries, so
+identities made up for voting count for nothing. After that its weight is its reputation, the
+smoothed approval its own entries received from others ((1 + approvals) / (2 + votes)): a colony
+that floods the memory with junk sees its entries rejected and its votes lose their weight.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class VoteBook:
+    """Votes on `slots` memory slots by `voters` identities."""
+
+    def __init__(self, slots: int, voters: int, approval: float = 0.66, min_weight: float = 1.0,
+                 min_served: int = 100):
+        self.approval, self.min_weight, self.min_served = approval, min_weight, min_served
+        self.votes = torch.zeros(slots, voters, dtype=torch.int8)  # +1 approve, -1 reject, 0 none
+        self.author = torch.full((slots,), -1, dtype=torch.int64)  # identity that shared the entry
+        self.served = torch.zeros(voters, dtype=torch.int64)
+        self.received = torch.zeros(voters, 2, dtype=torch.float64)  # weighted approvals, weighted votes
+
+    def reset(self, slots: torch.Tensor, author: torch.Tensor) -> None:
+        """Slots now hold new entries shared by `author` (no votes yet)."""
+        self.votes[slots] = 0
+        self.author[slots] = author
+
+    def serve(self, counts: torch.Tensor) -> None:
+        """Add (V,) queries served per identity."""
+        self.served += counts
+
+    def weight(self) -> torch.Tensor:
+        """(V,) voting weight: 0 before `min_served` queries, then the reputation."""
+        reputation = (1.0 + self.received[:, 0]) / (2.0 + self.received[:, 1])
+        return torch.where(self.served >= self.min_served, reputation, torch.zeros_like(reputation))
+
+    def cast(self, slots: torch.Tensor, voter: torch.Tensor, approve: torch.Tensor) -> None:
+        """(n,) votes: identity `voter` approves (or rejects) the entry in `slots`. Own entries are skipped."""
+        own = self.author[slots] == voter
+        slots, voter, approve = slots[~own], voter[~own], approve[~own]
+        if not len(slots):
+            return
+        self.votes[slots, voter] = torch.where(approve, 1, -1).to(torch.int8)
+        w = self.weight()[voter]  # (n,) the voter's standing when it voted
+        author = self.author[slots]
+        has = author >= 0
+        self.received.index_put_((author[has], torch.zeros_like(author[has])), (w * approve)[has], accumulate=True)
+        self.received.index_put_((author[has], torch.ones_like(author[has])), w[has], accumulate=True)
+
+    def tally(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S,) weighted approval in [0, 1] (1 without votes) and (S,) total weight of the votes."""
+        w = self.weight().float()  # (V,)
+        yes = ((self.votes > 0).float() * w).sum(1)
+        total = ((self.votes != 0).float() * w).sum(1)
+        return torch.where(total > 0, yes / total.clamp_min(1e-12), torch.ones_like(total)), total
+
+    def voted_out(self) -> torch.Tensor:
+        """(S,) bool: entries with enough weighted votes and approval under the threshold."""
+        approval, total = self.tally()
+        return (total >= self.min_weight) & (approval < self.approval)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"votes": self.votes, "author": self.author, "served": self.served, "received": self.received}
+
+    def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
+        for name in ("votes", "author", "served", "received"):
+            setattr(self, name, d[name].clone())

@@ -61,6 +61,18 @@ def test_local_sweep_through_mesa_batch_run():
     assert df["quality_last"].between(-1, 1).all()
 
 
+def _wait_until_no_run_is_written(sweep_dir: Path, quiet: float = 5.0, limit: float = 120.0) -> None:
+    """Ray's worker processes are not in the killed process group: they die when their raylet
+    notices the driver is gone, and one may still finish a trial meanwhile. Wait until no run
+    store file (database or WAL; written every step) has changed for `quiet` seconds."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        stamps = [p.stat().st_mtime for p in sweep_dir.glob("t*/run.sqlite*")]
+        if not stamps or time.time() - max(stamps) > quiet:
+            return
+        time.sleep(0.5)
+
+
 @pytest.mark.ray
 def test_tune_sweep_killed_and_resumed_runs_only_the_missing_trials(tmp_path):
     cmd = [sys.executable, "-m", "experiments.cli", "sweep", str(SMOKE), *GRID, "--set", "run.steps=12",
@@ -77,6 +89,7 @@ def test_tune_sweep_killed_and_resumed_runs_only_the_missing_trials(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     sweep_dir = next(tmp_path.glob("sweep-*"))
+    _wait_until_no_run_is_written(sweep_dir)
     finished_before = sum(reader.run_info(p.parent).status == "finished" for p in sweep_dir.glob("t*/run.sqlite"))
     assert 3 <= finished_before < 12
 

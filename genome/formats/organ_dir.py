@@ -5,14 +5,23 @@ shapes, dtypes, byte sizes, a BLAKE3 content hash per file, the source model's m
 architecture, and whatever per-tensor annotations the writer adds (role, measurements).
 Reading verifies each file's size on open and its hash on read, so a damaged organ is caught
 before it is assembled into a model.
+
+Writing is one pass per tensor: its stored bytes (a zero-copy view of the source's memory map
+for GGUF and safetensors) go to the file with one ``write`` and are hashed from the same view,
+while a worker thread computes the annotations (sampled measurements) of the tensors just
+written. Both sides spend their time in code that releases the GIL (``write``, BLAKE3, numpy
+sorts), so on two cores they overlap.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +34,10 @@ from genome.formats.base import MetaEntry, ModelReader, TensorInfo
 MANIFEST = "manifest.json"
 FORMAT_TAG = "cogitans-organs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: How far annotation may lag behind writing: tensors, and bytes beyond the newest tensor. Views
+#: of a memory map cost nothing to hold; a reader that builds each tensor in memory holds at most
+#: the newest tensor plus this many bytes.
+_LAG_TENSORS, _LAG_BYTES = 16, 64 << 20
 
 
 def content_hash(raw: np.ndarray) -> str:
@@ -120,7 +133,8 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
         metadata: the source model's metadata, kept in the manifest.
         arch: architecture name, or None.
         source: description of the source model (path, format, bytes).
-        annotate: optional extra manifest fields per tensor, computed from its raw bytes.
+        annotate: optional extra manifest fields per tensor, computed from its raw bytes. It runs
+            on one worker thread, tensor after tensor in order, while later tensors are written.
         extra: optional extra top-level manifest fields (totals, provenance).
 
     Returns:
@@ -128,26 +142,59 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
     """
     items = list(items)
     files = organ_file_names([info for info, _ in items])
-    entries = []
-    with atomic_dir(out) as tmp:
-        for (info, read), file in zip(items, files):
-            raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
-            if raw.nbytes != info.nbytes:
-                raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
-            with (tmp / file).open("wb") as fh:
-                fh.write(memoryview(raw))
-            entry = {"name": info.name, "canonical": info.canonical or info.name, "file": file,
-                     "shape": list(info.shape), "dtype": info.dtype, "nbytes": info.nbytes,
-                     "blake3": content_hash(raw)}
-            if annotate is not None:
-                entry.update(annotate(info, raw))
-            entries.append(entry)
-        manifest = {"format": FORMAT_TAG, "version": 1, "arch": arch, "source": source,
-                    "metadata": [{"key": k, "type": e.type, "sub_type": e.sub_type, "value": e.value}
-                                 for k, e in metadata.items()],
-                    "tensors": entries, **(extra or {})}
-        (tmp / MANIFEST).write_text(json.dumps(_finite(manifest), indent=1, allow_nan=False))
+    entries: list[dict[str, Any]] = []
+    pool = ThreadPoolExecutor(1, thread_name_prefix="organ-annotate") if annotate is not None else None
+    pending: deque[tuple[dict[str, Any], Future[dict[str, Any]], int]] = deque()
+    lag = 0
+    try:
+        with atomic_dir(out) as tmp:
+            for (info, read), file in zip(items, files):
+                raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
+                if raw.nbytes != info.nbytes:
+                    raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
+                job = pool.submit(annotate, info, raw) if pool is not None else None
+                entry = {"name": info.name, "canonical": info.canonical or info.name, "file": file,
+                         "shape": list(info.shape), "dtype": info.dtype, "nbytes": info.nbytes,
+                         "blake3": _write_hashed(tmp / file, raw)}
+                entries.append(entry)
+                if job is not None:
+                    pending.append((entry, job, info.nbytes))
+                    lag += info.nbytes
+                while pending and (len(pending) > _LAG_TENSORS or lag - info.nbytes > _LAG_BYTES):
+                    done, job_done, nbytes = pending.popleft()
+                    done.update(job_done.result())
+                    lag -= nbytes
+            while pending:
+                done, job_done, _ = pending.popleft()
+                done.update(job_done.result())
+            manifest = {"format": FORMAT_TAG, "version": 1, "arch": arch, "source": source,
+                        "metadata": [{"key": k, "type": e.type, "sub_type": e.sub_type, "value": e.value}
+                                     for k, e in metadata.items()],
+                        "tensors": entries, **(extra or {})}
+            (tmp / MANIFEST).write_text(json.dumps(_finite(manifest), indent=1, allow_nan=False))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # on failure, queued annotations never run
     return manifest
+
+
+def _write_hashed(path: Path, raw: np.ndarray) -> str:
+    """Write `raw` (uint8, contiguous) to a new file at `path`; return its BLAKE3 hex digest.
+
+    One ``write`` from the caller's view (no buffered copy), then the hash over the same view,
+    whose pages the write has just mapped in.
+    """
+    import blake3
+
+    view = memoryview(raw)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        done = 0
+        while done < len(view):  # write() may stop short (at 2 GiB on Linux)
+            done += os.write(fd, view[done:])
+    finally:
+        os.close(fd)
+    return blake3.blake3(view).hexdigest()
 
 
 def _finite(obj: Any) -> Any:

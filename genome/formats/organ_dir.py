@@ -171,7 +171,7 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
                         "metadata": [{"key": k, "type": e.type, "sub_type": e.sub_type, "value": e.value}
                                      for k, e in metadata.items()],
                         "tensors": entries, **(extra or {})}
-            (tmp / MANIFEST).write_text(json.dumps(_finite(manifest), indent=1, allow_nan=False))
+            (tmp / MANIFEST).write_text(_manifest_text(manifest))
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)  # on failure, queued annotations never run
@@ -195,6 +195,30 @@ def _write_hashed(path: Path, raw: np.ndarray) -> str:
     finally:
         os.close(fd)
     return blake3.blake3(view).hexdigest()
+
+
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    """JSON with one line per top-level field, per tensor and per metadata key: readable, and
+    written by json's C encoder (``indent=`` switches to the pure-Python one, which costs more
+    than hashing a small model). NaN/Inf become null (see `_finite`)."""
+    try:
+        return _json_lines(manifest)
+    except ValueError:  # a NaN or Inf somewhere: rare, so only then walk the whole manifest
+        return _json_lines(_finite(manifest))
+
+
+def _json_lines(manifest: dict[str, Any]) -> str:
+    def enc(value: Any) -> str:
+        return json.dumps(value, allow_nan=False)
+
+    fields = []
+    for key, value in manifest.items():
+        if key in ("tensors", "metadata") and isinstance(value, list) and value:
+            rows = ",\n  ".join(enc(row) for row in value)
+            fields.append(f"{enc(key)}: [\n  {rows}\n ]")
+        else:
+            fields.append(f"{enc(key)}: {enc(value)}")
+    return "{\n " + ",\n ".join(fields) + "\n}\n"
 
 
 def _finite(obj: Any) -> Any:

@@ -13,7 +13,7 @@ arithmetic. Results are bit-for-bit the same with or without it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import numpy as np
@@ -42,8 +42,8 @@ class Measure:
     tier: str
 
     def as_dict(self) -> dict[str, float | int | str]:
-        """Plain dict, for JSON manifests and reports."""
-        return asdict(self)
+        """Plain dict, for JSON manifests and reports (fields in order)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # asdict deep-copies: 10x slower
 
 
 class Workspace:

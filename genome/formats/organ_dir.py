@@ -5,12 +5,19 @@ shapes, dtypes, byte sizes, a BLAKE3 content hash per file, the source model's m
 architecture, and whatever per-tensor annotations the writer adds (role, measurements).
 Reading verifies each file's size on open and its hash on read, so a damaged organ is caught
 before it is assembled into a model.
+
+Writing takes one pass per tensor: its stored bytes (a zero-copy view of the source's memory map
+for GGUF and safetensors) go to the file with one unbuffered ``write`` and are hashed from the
+same view, whose pages the write has just mapped in. Annotations (sampled measurements) run on
+the same thread: overlapping them on a worker thread was no faster on a busy two-core machine,
+where a descheduled thread holding the GIL stalls both.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -134,11 +141,9 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
             raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
             if raw.nbytes != info.nbytes:
                 raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
-            with (tmp / file).open("wb") as fh:
-                fh.write(memoryview(raw))
             entry = {"name": info.name, "canonical": info.canonical or info.name, "file": file,
                      "shape": list(info.shape), "dtype": info.dtype, "nbytes": info.nbytes,
-                     "blake3": content_hash(raw)}
+                     "blake3": _write_hashed(tmp / file, raw)}
             if annotate is not None:
                 entry.update(annotate(info, raw))
             entries.append(entry)
@@ -146,8 +151,51 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
                     "metadata": [{"key": k, "type": e.type, "sub_type": e.sub_type, "value": e.value}
                                  for k, e in metadata.items()],
                     "tensors": entries, **(extra or {})}
-        (tmp / MANIFEST).write_text(json.dumps(_finite(manifest), indent=1, allow_nan=False))
+        (tmp / MANIFEST).write_text(_manifest_text(manifest))
     return manifest
+
+
+def _write_hashed(path: Path, raw: np.ndarray) -> str:
+    """Write `raw` (uint8, contiguous) to a new file at `path`; return its BLAKE3 hex digest.
+
+    One ``write`` from the caller's view (no buffered copy), then the hash over the same view,
+    whose pages the write has just mapped in.
+    """
+    import blake3
+
+    view = memoryview(raw)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        done = 0
+        while done < len(view):  # write() may stop short (at 2 GiB on Linux)
+            done += os.write(fd, view[done:])
+    finally:
+        os.close(fd)
+    return blake3.blake3(view).hexdigest()
+
+
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    """JSON with one line per top-level field, per tensor and per metadata key: readable, and
+    written by json's C encoder (``indent=`` switches to the pure-Python one: 5 ms instead of
+    under 2 ms for MiniLM's 104 tensors). NaN/Inf become null (see `_finite`)."""
+    try:
+        return _json_lines(manifest)
+    except ValueError:  # a NaN or Inf somewhere: rare, so only then walk the whole manifest
+        return _json_lines(_finite(manifest))
+
+
+def _json_lines(manifest: dict[str, Any]) -> str:
+    def enc(value: Any) -> str:
+        return json.dumps(value, allow_nan=False)
+
+    fields = []
+    for key, value in manifest.items():
+        if key in ("tensors", "metadata") and isinstance(value, list) and value:
+            rows = ",\n  ".join(enc(row) for row in value)
+            fields.append(f"{enc(key)}: [\n  {rows}\n ]")
+        else:
+            fields.append(f"{enc(key)}: {enc(value)}")
+    return "{\n " + ",\n ".join(fields) + "\n}\n"
 
 
 def _finite(obj: Any) -> Any:

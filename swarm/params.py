@@ -223,8 +223,20 @@ class SharingParams(_Section):
     window: int = Field(4096, ge=1, description="latest registry records usable as BitDelta references")
     approval: float = Field(0.66, ge=0.0, le=1.0, description="shared entries under this weighted approval are removed")
     vote_floor: float = Field(
-        0.25, ge=-1.0, le=1.0, description="a colony approves a shared entry it met when the entry's answer "
-        "scored at least this and at least its own agents' mean reward on the query",
+        0.0, ge=-1.0, le=1.0, description="a colony approves a shared entry it met only when the entry's answer "
+        "scored at least this, at least its own agents' mean reward on the query, and at least the entry's "
+        "claimed fitness minus sharing.vote_margin",
+    )
+    vote_margin: float = Field(
+        0.3, ge=0.0, le=2.0, description="how far under its claimed fitness an entry may score and still be approved",
+    )
+    vote_similarity: float = Field(
+        0.8, ge=-1.0, le=1.0, description="colonies vote only on memory hits at least this similar to the query "
+        "(a far neighbour's answer says little about the entry)",
+    )
+    vet_steps: int = Field(
+        10, ge=0, description="entries of identities whose vote weight is under sharing.approval times the highest "
+        "identity's are removed when this many steps old without sharing.min_vote_weight of votes (0: never)",
     )
     min_vote_weight: float = Field(0.5, gt=0.0, description="weighted votes an entry needs before it can be voted out")
     min_served: int = Field(100, ge=0, description="queries an identity serves before its votes count (Sybil resistance)")

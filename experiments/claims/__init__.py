@@ -6,6 +6,7 @@ runs one, writes `report.md`, `table.csv` and PNG plots under the runs root, and
 
 from __future__ import annotations
 
+from experiments.claims.alignment import alignment
 from experiments.claims.bitdelta import bitdelta
 from experiments.claims.dedup_family import dedup_family
 from experiments.claims.evolution import mutation_sweep, specialisation, starvation, threshold_sweep
@@ -17,6 +18,7 @@ REGISTRY = {
     "threshold-sweep": threshold_sweep,
     "bitdelta": bitdelta,
     "dedup-family": dedup_family,
+    "alignment": alignment,
 }
 
 __all__ = ["REGISTRY"]

@@ -8,10 +8,17 @@ registry (swarm/sharing/registry.py), decodes the entries and stores them in the
 A rejected batch is logged with its reason, counted (`shared_rejected`) and stores nothing.
 
 After feedback, each query's serving colony (the colony of its first agent) votes on the memory
-hits it met: approve when the hit's answer scored at least the mean reward of the agents' own
-answers to that query and at least `sharing.vote_floor` (an entry that helps), reject otherwise. Votes are
+hits it met that are at least `sharing.vote_similarity` similar to the query: approve when the hit's
+answer helps (it scored at least the mean reward of the agents' own answers to that query and at least
+`sharing.vote_floor`) and delivers what its author claimed (at least the fitness claimed when it was
+shared minus `sharing.vote_margin`), reject otherwise. The agents' mean, not their best: an entry as
+good as a typical agent is worth keeping. The claim check is what catches a flooder's junk, which
+claims fitness 1, and which BitDelta coding against an honest reference makes half useful. Votes are
 tallied per identity (swarm/sharing/voting.py); entries under the approval threshold are removed
-(`entries_voted_out`). Each colony's latest reward for an entry is also a fitness report; the
+(`entries_voted_out`). Entries nobody vetted age out: an entry that is `sharing.vet_steps` old without
+`sharing.min_vote_weight` of votes is removed (`entries_unvetted_out`) when its author stands low, its
+voting weight under `sharing.approval` times the highest identity's (a flooder's junk is rarely met,
+so votes alone would leave most of it in memory). Each colony's latest reward for an entry is also a fitness report; the
 entry's fitness becomes the robust aggregate (`sharing.aggregate`, a consensus rule) of the
 colonies' reports. Malicious colonies (`sharing.malicious_colonies`) invert their votes and
 reports and add `sharing.flood` junk entries a step (real queries, random answers, fitness 1).
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 METRICS = ("shared_batches", "shared_entries", "shared_rejected", "shared_bytes", "shared_ratio",
-           "entries_voted_out", "registry_size", "malicious_vote_weight")
+           "entries_voted_out", "entries_unvetted_out", "registry_size", "malicious_vote_weight")
 
 
 class Exchange:
@@ -59,9 +66,10 @@ class Exchange:
         self.cache_r = torch.zeros(w, self.dim)
         self.votes = VoteBook(memory.p.capacity, self.colonies, p.approval, p.min_vote_weight, p.min_served)
         self.reports = torch.full((memory.p.capacity, self.colonies), float("nan"))  # latest fitness report
-        self.seq = 0
+        self.seq, self.step = 0, 0
         self.counts = dict.fromkeys(("shared_batches", "shared_entries", "shared_rejected", "shared_bytes",
-                                     "shared_raw_bytes", "entries_voted_out"), 0)
+                                     "shared_raw_bytes", "entries_voted_out",
+                                     "entries_unvetted_out"), 0)
 
     # ---- sending -----------------------------------------------------------------------------
     def _references(self, queries: torch.Tensor) -> torch.Tensor:
@@ -101,7 +109,7 @@ class Exchange:
         ring = torch.arange(index.start, index.stop) % len(self.cache_q)
         self.cache_q[ring], self.cache_r[ring] = queries, responses
         slots = self.memory.store(queries, responses, batch.agent_id, batch.fitness, step)
-        self.votes.reset(slots, torch.full_like(slots, batch.colony))
+        self.votes.reset(slots, torch.full_like(slots, batch.colony), batch.fitness)
         self.reports[slots] = float("nan")
         self.counts["shared_batches"] += 1
         self.counts["shared_entries"] += len(batch.entries)
@@ -117,6 +125,7 @@ class Exchange:
             agent_id, fitness: (B,) the answering agent and its reward.
             colony: (B,) the colony of that agent.
         """
+        self.step = step
         for c in range(self.colonies):
             mine = colony == c
             q, r, a, f = queries[mine], responses[mine], agent_id[mine], fitness[mine]
@@ -141,13 +150,13 @@ class Exchange:
         colony_of = response.chosen // capacity  # (B, k)
         self.votes.serve(torch.bincount(colony_of.flatten(), minlength=self.colonies))
         hits = response.hits
-        ok = hits.valid
+        ok = hits.valid & (hits.similarity >= self.p.vote_similarity)
         if bool(ok.any()):
             voter = colony_of[:, :1].expand_as(hits.slot)[ok]  # the query's serving colony
             baseline = rewards.mean(1, keepdim=True).clamp_min(self.p.vote_floor).expand_as(hits.slot)[ok]
             slot, reward = hits.slot[ok], hit_rewards[ok]
             bad = self.malicious[voter]
-            approve = (reward >= baseline) ^ bad
+            approve = ((reward >= baseline) & (reward >= self.votes.claim[slot] - self.p.vote_margin)) ^ bad
             self.votes.cast(slot, voter, approve)
             self.reports[slot, voter] = torch.where(bad, -reward, reward)
             touched = torch.unique(slot)
@@ -161,6 +170,16 @@ class Exchange:
         if len(out):
             self.counts["entries_voted_out"] += self.memory.remove(out)
             self.votes.reset(out, torch.full_like(out, -1))
+        if self.p.vet_steps:  # entries of identities in poor standing that nobody vetted in time
+            author = self.votes.author
+            w = self.votes.weight()  # (V,) standing relative to the best-standing identity
+            low = (w < self.p.approval * w.max())[author.clamp_min(0)] & (author >= 0)
+            _, total = self.votes.tally()
+            old = self.step - self.memory.timestamp >= self.p.vet_steps
+            out = (self.memory.valid & low & old & (total < self.p.min_vote_weight)).nonzero().squeeze(1)
+            if len(out):
+                self.counts["entries_unvetted_out"] += self.memory.remove(out)
+                self.votes.reset(out, torch.full_like(out, -1))
 
     def metrics(self) -> dict[str, float]:
         c = self.counts
@@ -172,6 +191,7 @@ class Exchange:
             "shared_bytes": float(c["shared_bytes"]),
             "shared_ratio": c["shared_raw_bytes"] / c["shared_bytes"] if c["shared_bytes"] else 0.0,
             "entries_voted_out": float(c["entries_voted_out"]),
+            "entries_unvetted_out": float(c["entries_unvetted_out"]),
             "registry_size": float(len(self.registry)),
             "malicious_vote_weight": float(w[self.malicious].sum() / w.sum()) if float(w.sum()) > 0 else 0.0,
         }

@@ -18,12 +18,18 @@ stops at the first level that finds it in the pool (or earlier in the same inges
   shadow execution is kept as REQUIRES_VERIFICATION.
 - Otherwise a new gene; with `deltas`, stored as a delta against its closest gene (the block at
   the same place in the last model with the same tensor, or an L4 candidate) when that is smaller.
+
+Exact-level ingest (``max_level=1`` without deltas) takes a bulk path (`WeightIngest._exact`):
+per tensor, one BLAKE3 hash per block of the memory-mapped bytes, one index query for the hits,
+new genes as ready index rows, and their blobs compressed and appended on a background thread.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,8 @@ from genome.errors import BadInput
 from genome.formats.base import TensorInfo
 from genome.minhash import LSHIndex, MinHasher, jaccard, signed_shingles, ternary
 from genome.pool import levels as lv
-from genome.pool.gene import Gene, GeneStatus, gene_hash
+from genome.pool import merkle, store
+from genome.pool.gene import Gene, GeneStatus, gene_hashes, metadata_json, signed_fields
 from genome.pool.options import DedupOptions, IngestReport
 from genome.pool.session import ModelRecord, Session
 from genome.pool.store import RAW, ZSTD, ZSTD_SHUFFLE4, encode_blob
@@ -54,12 +61,20 @@ class PoolIndex:
         self.sig_row: dict[str, int] = {}
         self.sigmat = np.zeros((0, 0), np.uint32)  # (rows, num_perm), grown by doubling
         self.lsh = LSHIndex(bands, rows)
-        if max_level <= 1:
-            self.l1 = {r[0] for r in db.execute("SELECT hash FROM genes WHERE kind = ?", (kind,))}
+        self.db, self.kind = db, kind
+        self.lazy = max_level <= 1  # L1 only: look hashes up as they come (`prefetch`), not the whole pool
+        if self.lazy:
             return
         for h, l2, l3, shape, sig in db.execute("SELECT hash, l2, l3, shape, sig FROM genes WHERE kind = ?", (kind,)):
             self.add(h, tuple(json.loads(shape)), l2, l3 if max_level >= 3 else None,
                      np.frombuffer(sig, np.uint32) if sig is not None and max_level >= 4 else None)
+
+    def prefetch(self, hashes: list[str]) -> None:
+        """Make `l1` answer for `hashes` (lazy index: one query for those not seen yet)."""
+        if self.lazy:
+            unseen = [h for h in hashes if h not in self.l1]
+            if unseen:
+                self.l1 |= store.existing(self.db, "genes", unseen, " AND kind = ?", (self.kind,))
 
     def add(self, h: str, shape: tuple[int, ...], l2: str | None, l3: str | None, sig: np.ndarray | None) -> None:
         self.l1.add(h)
@@ -143,10 +158,13 @@ class WeightIngest:
         for tidx, info in enumerate(infos):
             self._tensor(tidx, info, taxa[info.name])
         self.report.seconds = time.perf_counter() - t0
-        self.report.bytes_after = self.session.stored
         self.record.nbytes = self.report.bytes_before
-        self.record.stats = self.report.as_dict()
+        self.record.final_stats = self._final_stats  # the pack may still be being written
         return self.record, self.report
+
+    def _final_stats(self, stored: int) -> dict[str, Any]:
+        self.report.bytes_after = stored
+        return self.report.as_dict()
 
     # ---- one tensor ------------------------------------------------------------------------
     def _tensor(self, tidx: int, info: TensorInfo, taxon: Any) -> None:
@@ -161,10 +179,14 @@ class WeightIngest:
                                f"nothing was added to the pool")
         self.report.bytes_before += info.nbytes
         n = plan.count
-        shapes = [plan.shape(i) for i in range(n)]
-        ranges = [plan.byte_range(i) for i in range(n)]
-        digests = [blake3.blake3(raw[a:b]).digest() for a, b in ranges]
-        ghash = [gene_hash("weights", info.dtype, s, d) for s, d in zip(shapes, digests)]
+        ranges, shapes = plan.layout()
+        view = memoryview(np.ascontiguousarray(raw))
+        digests = [blake3.blake3(view[a:b]).digest() for a, b in ranges]
+        ghash = gene_hashes("weights", info.dtype, shapes, digests)
+        self.index.prefetch(ghash)
+        if self.opts.max_level == 1 and not (self.opts.deltas and values is not None):
+            self._exact(tidx, info, taxon, view, ranges, shapes, digests, ghash)
+            return
         idx, level = self.index, self.opts.max_level
         pending = [i for i in range(n) if ghash[i] not in idx.l1]
         l2: list[str | None] = [None] * n
@@ -211,6 +233,48 @@ class WeightIngest:
                                               if norm_sq > 0 else 0.0})
         self.record.tensors.append((tidx, info.name, info.canonical, info.dtype, json.dumps(list(info.shape)),
                                     info.nbytes, None, None, err_sq, norm_sq))
+
+    def _exact(self, tidx: int, info: TensorInfo, taxon: Any, view: memoryview, ranges: list[tuple[int, int]],
+               shapes: list[tuple[int, ...]], digests: list[bytes], ghash: list[str]) -> None:
+        """L1 only, in bulk: each block references the gene with its hash, or is a new gene (stored
+        whole; its blob, unless the pool has it, compressed and appended in the background)."""
+        l1, n = self.index.l1, len(ghash)
+        first: dict[str, int] = {}  # new gene -> its first block (a repeat within the tensor is an L1 hit)
+        for i, g in enumerate(ghash):
+            if g not in l1 and g not in first:
+                first[g] = i
+        if first:
+            new = list(first.values())
+            blobs = [digests[i].hex() for i in new]
+            fresh = set(self.session.new_blobs(blobs))
+            if fresh:
+                a, b = ranges[0]
+                codec, _ = self._codec(view[a:b])
+                queued = {bh: i for bh, i in zip(blobs, new) if bh in fresh}
+                self.session.queue_blobs(list(queued), [view[slice(*ranges[i])] for i in queued.values()], codec)
+            meta = {"source": self.name, "tensor": info.name, "canonical": info.canonical, "domain": taxon.domain,
+                    "subtype": taxon.subtype, "role": taxon.role}
+            rest = metadata_json(meta)[1:]  # canonical JSON sorts "block" before every other key
+            forms = {s: (",".join(map(str, s)), "[" + ",".join(map(str, s)) + "]") for s in set(shapes)}
+            dtype, active = info.dtype, GeneStatus.ACTIVE.value
+            rows = []
+            for i, bh in zip(new, blobs):
+                g, (comma, brackets) = ghash[i], forms[shapes[i]]
+                m = f'{{"block":{i},{rest}'
+                leaf = merkle.leaf_hash(signed_fields(g, "weights", bh, dtype, comma, "", m))
+                a, b = ranges[i]
+                rows.append([g, "weights", bh, None, dtype, brackets, b - a, None, None, None, m, 1, None, active, 0,
+                             leaf])
+            self.session.add_rows(rows)
+            l1.update(first)
+        self.session.refs(Counter(ghash))
+        self.record.blocks.extend(zip(repeat(tidx), range(n), ghash,
+                                      [0 if first.get(g) == i else 1 for i, g in enumerate(ghash)]))
+        self.report.genes_in += n
+        self.report.collapsed[1] += n - len(first)
+        self.report.full_genes += len(first)
+        self.record.tensors.append((tidx, info.name, info.canonical, info.dtype, json.dumps(list(info.shape)),
+                                    info.nbytes, None, None, 0.0, 0.0))
 
     def _cascade(self, i, info, taxon, raw, ranges, shapes, digests, ghash, l2, l3, sigs, block_values, slot,
                  codec, ratio) -> tuple[str, int]:

@@ -62,8 +62,17 @@ def check_transition(old: GeneStatus | str, new: GeneStatus | str, what: str = "
 
 def gene_hash(kind: str, dtype: str, shape: tuple[int, ...], digest: bytes) -> str:
     """A gene's id: BLAKE3 of its kind, dtype, shape and the BLAKE3 digest of its exact bytes (hex)."""
-    head = f"{kind}|{dtype}|{','.join(map(str, shape))}|".encode()
-    return blake3.blake3(head + digest).hexdigest()
+    return blake3.blake3(_head(kind, dtype, shape) + digest).hexdigest()
+
+
+def gene_hashes(kind: str, dtype: str, shapes: list[tuple[int, ...]], digests: list[bytes]) -> list[str]:
+    """`gene_hash` of many blocks of one tensor (each distinct shape's prefix built once)."""
+    heads = {s: _head(kind, dtype, s) for s in set(shapes)}
+    return [blake3.blake3(heads[s] + d).hexdigest() for s, d in zip(shapes, digests)]
+
+
+def _head(kind: str, dtype: str, shape: tuple[int, ...]) -> bytes:
+    return f"{kind}|{dtype}|{','.join(map(str, shape))}|".encode()
 
 
 def content_digest(data: bytes | memoryview | np.ndarray) -> bytes:
@@ -117,9 +126,19 @@ class Gene:
         if meta_json is None:
             meta_json = metadata_json(self.metadata)
         levels = ",".join(f"{k}={v}" for k, v in sorted(self.level_hashes.items()))
-        fields = ("gene-v1", self.hash, self.kind, self.blob, self.dtype, ",".join(map(str, self.shape)), levels,
-                  meta_json, str(self.version), self.parent_hash or "", self.base or "")
-        return "\0".join(fields).encode()
+        return signed_fields(self.hash, self.kind, self.blob, self.dtype, ",".join(map(str, self.shape)), levels,
+                             meta_json, self.version, self.parent_hash, self.base)
+
+
+def signed_fields(h: str, kind: str, blob: str, dtype: str, shape: str, levels: str, meta_json: str,
+                  version: int = 1, parent: str | None = None, base: str | None = None) -> bytes:
+    """`Gene.signed_fields` from plain values (the bulk ingest path builds no `Gene` objects).
+
+    Args:
+        shape: comma-joined dimensions (``"10,384"``); levels: ``"2=...,3=..."`` sorted by level.
+    """
+    return "\0".join(("gene-v1", h, kind, blob, dtype, shape, levels, meta_json, str(version), parent or "",
+                      base or "")).encode()
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:

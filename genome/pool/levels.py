@@ -71,6 +71,14 @@ class BlockPlan:
         end = min(self.total, start + step)
         return start * self.row_bytes, end * self.row_bytes
 
+    def layout(self) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]]:
+        """`byte_range` and `shape` of every block: ([(start, end)] * count, [shape] * count)."""
+        n = self.count
+        step = (self.rows if self.mode == "rows" else self.width) * self.row_bytes
+        end = self.total * self.row_bytes
+        ranges = [(a, min(a + step, end)) for a in range(0, n * step, step)] if step else [(0, 0)] * n
+        return ranges, [self.shape(0)] * (n - 1) + [self.shape(n - 1)]
+
     def element_range(self, i: int) -> tuple[int, int]:
         """[start, end) of block i in the tensor's flattened values."""
         if self.mode == "rows":

@@ -11,7 +11,9 @@ Layout of a pool folder::
 A blob is addressed by the BLAKE3 hash of its uncompressed payload; reading one checks that hash,
 so a changed or truncated blob is caught on read. Packs are written under a temporary name and
 renamed when complete; the index rows that point into a pack are committed in one SQLite
-transaction after the rename. A writer killed at any point therefore leaves either nothing new in
+transaction after the rename. (A bulk ingest compresses and appends its blobs on a background
+thread, in order, while the main thread hashes and fills the transaction; the rename still comes
+before the COMMIT.) A writer killed at any point therefore leaves either nothing new in
 the index, or a complete ingest; the files it may leave behind (a temporary pack, or a complete
 pack nothing points to) are reported by verify and removed by the next writer.
 """
@@ -22,9 +24,11 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -136,9 +140,22 @@ def connect(path: Path) -> sqlite3.Connection:
         db.close()
         raise PoolCorrupt(f"{path / INDEX} has no schema version; it is not a gene pool index")
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a killed process; fsync at checkpoints
     db.execute("PRAGMA foreign_keys=OFF")
+    db.execute("PRAGMA cache_size=-65536")  # 64 MiB: an ingest's random-key index inserts stay in memory
     return db
+
+
+def existing(db: sqlite3.Connection, table: str, hashes: Sequence[str], where: str = "",
+             params: tuple = ()) -> set[str]:
+    """The `hashes` that `table` (genes or blobs) holds: one indexed query per 500 keys."""
+    found: set[str] = set()
+    for lo in range(0, len(hashes), 500):
+        chunk = list(hashes[lo:lo + 500])
+        marks = ",".join("?" * len(chunk))
+        found.update(r[0] for r in db.execute(f"SELECT hash FROM {table} WHERE hash IN ({marks}){where}",
+                                              (*chunk, *params)))
+    return found
 
 
 def read_config(db: sqlite3.Connection) -> dict[str, object]:
@@ -189,13 +206,16 @@ def encode_blob(payload: bytes | memoryview, codec: int, level: int = 1) -> byte
     return _compressor(level).compress(payload)
 
 
-_COMPRESSORS: dict[int, zstandard.ZstdCompressor] = {}
+_LOCAL = threading.local()  # a ZstdCompressor must not be shared between threads
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
-    c = _COMPRESSORS.get(level)
+    cache = getattr(_LOCAL, "compressors", None)
+    if cache is None:
+        cache = _LOCAL.compressors = {}
+    c = cache.get(level)
     if c is None:
-        c = _COMPRESSORS[level] = zstandard.ZstdCompressor(level=level)
+        c = cache[level] = zstandard.ZstdCompressor(level=level)
     return c
 
 
@@ -216,45 +236,115 @@ def blob_hash(payload: bytes | memoryview) -> str:
 
 
 class PackWriter:
-    """Appends blobs to a new pack under a temporary name; `finish` renames it into place."""
+    """Appends blobs to a new pack under a temporary name; `finish` renames it into place.
+
+    `add` encodes and appends at once; `add_many` queues a batch that a background thread encodes
+    (zstd releases the GIL) and appends, batches in the order they were queued, so hashing and
+    index work go on meanwhile. `finish`, `read`, `written` and the next `add` wait for the queue;
+    `blobs` is complete only after one of them.
+    """
+
+    _FLUSH = 1 << 22  # bytes buffered by `add` before a write
 
     def __init__(self, path: Path) -> None:
         self.name = f"pack-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:12]}.pack"
         self.final = Path(path) / OBJECTS / self.name
         self.tmp = Path(path) / OBJECTS / f".{self.name}.tmp"
-        self.fh = open(self.tmp, "w+b", buffering=1 << 22)
+        self.fh = open(self.tmp, "w+b", buffering=0)
         self.offset = 0
         self.blobs: dict[str, tuple[int, int, int, int]] = {}  # hash -> (offset, length, size, codec)
+        self._buf: list[bytes | memoryview] = []  # appended by `add`, not yet written
+        self._buffered = 0
+        self._queued: set[str] = set()  # digests of batches queued by `add_many`
+        self._jobs: list[Future] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.blobs or digest in self._queued
 
     def add(self, digest: str, payload: bytes | memoryview, codec: int, stored: bytes | None = None) -> int:
         """Append a payload (unless this pack already holds it). Returns stored bytes added."""
-        if digest in self.blobs:
+        if digest in self:
             return 0
         data = stored if stored is not None else encode_blob(payload, codec)
-        self.fh.write(data)
-        self.blobs[digest] = (self.offset, len(data), len(payload), codec)
-        self.offset += len(data)
+        self._append(digest, data, len(payload), codec)
         return len(data)
 
     def add_stored(self, digest: str, stored: bytes, size: int, codec: int) -> None:
         """Append already-encoded bytes (compact copies blobs without recompressing them)."""
-        if digest in self.blobs:
+        if digest not in self:
+            self._append(digest, stored, size, codec)
+
+    def add_many(self, digests: Sequence[str], payloads: Sequence[bytes | memoryview], codec: int) -> None:
+        """Queue new blobs (distinct, none already in this pack) for encoding and appending.
+
+        The payloads (e.g. views of a memory-mapped model) must stay valid until `finish`.
+        """
+        if not digests:
             return
-        self.fh.write(stored)
-        self.blobs[digest] = (self.offset, len(stored), size, codec)
-        self.offset += len(stored)
+        self._write_buffer()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pack")
+        prev = self._jobs[-1] if self._jobs else None
+        self._jobs.append(self._pool.submit(self._job, list(digests), list(payloads), codec, prev))
+        self._queued.update(digests)
+
+    def _job(self, digests: list[str], payloads: list, codec: int, prev: Future | None) -> None:
+        stored = payloads if codec == RAW else [encode_blob(p, codec) for p in payloads]
+        if prev is not None:
+            prev.result()  # appends stay in queue order (jobs start in order: no deadlock)
+        offset = self.offset
+        for d, p, data in zip(digests, payloads, stored):
+            self.blobs[d] = (offset, len(data), len(p), codec)
+            offset += len(data)
+        _write_all(self.fh.fileno(), stored)
+        self.offset = offset
+
+    def _wait(self) -> None:
+        """Wait for every queued batch (re-raising the first failure)."""
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            job.result()
+        self._queued.clear()
+
+    def _append(self, digest: str, data: bytes | memoryview, size: int, codec: int) -> None:
+        self._wait()
+        self.blobs[digest] = (self.offset, len(data), size, codec)
+        self.offset += len(data)
+        self._buf.append(data)
+        self._buffered += len(data)
+        if self._buffered >= self._FLUSH:
+            self._write_buffer()
+
+    def _write_buffer(self) -> None:
+        if self._buf:
+            _write_all(self.fh.fileno(), self._buf)
+            self._buf, self._buffered = [], 0
+
+    def written(self) -> int:
+        """Bytes in the pack once everything queued is appended (waits for the queue)."""
+        self._wait()
+        return self.offset
 
     def read(self, digest: str) -> bytes:
         """A payload added in this session (for comparisons before the commit)."""
+        self._wait()
+        self._write_buffer()
         offset, length, size, codec = self.blobs[digest]
-        self.fh.flush()
         return decode_blob(os.pread(self.fh.fileno(), length, offset), codec, size)
 
     def finish(self, durable: bool = False) -> str | None:
-        """Close and rename into place; None (and nothing kept) if no blob was added."""
-        self.fh.flush()
-        if durable:
-            os.fsync(self.fh.fileno())
+        """Append what is queued, close and rename into place; None (and nothing kept) if no blob
+        was added."""
+        try:
+            self._wait()
+            self._write_buffer()
+            if durable:
+                os.fsync(self.fh.fileno())
+        except BaseException:
+            self.abort()
+            raise
+        self._shutdown()
         self.fh.close()
         if not self.blobs:
             self.tmp.unlink(missing_ok=True)
@@ -263,9 +353,31 @@ class PackWriter:
         return self.name
 
     def abort(self) -> None:
+        for job in self._jobs:
+            job.cancel()
+        self._shutdown()
+        self._jobs, self._buf = [], []
         if not self.fh.closed:
             self.fh.close()
         self.tmp.unlink(missing_ok=True)
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
+    """Append chunks with as few system calls as possible (writev of up to 512 buffers)."""
+    todo = [memoryview(c).cast("B") for c in chunks if len(c)]
+    i = 0
+    while i < len(todo):
+        done = os.writev(fd, todo[i:i + 512])
+        while i < len(todo) and done >= todo[i].nbytes:
+            done -= todo[i].nbytes
+            i += 1
+        if done:  # a short write ended inside a chunk
+            todo[i] = todo[i][done:]
 
 
 class PackReader:

@@ -33,6 +33,7 @@ def test_minhash_benchmark_signatures_are_identical():
 def test_ingest_benchmark_reports_cold_and_warm():
     r = _run("ingest")
     assert r["unit"] == "MB/s" and r["warm_value"] > r["value"] and r["sizes"]["genes"] > 1000
+    assert r["copy_value"] > 0 and r["copy_ratio"] == pytest.approx(r["copy_value"] / r["reference"])
 
 
 def test_scale_benchmark_counts_distinct_agents():

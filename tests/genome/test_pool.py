@@ -129,6 +129,34 @@ def test_reingest_is_all_l1_and_gguf_export_works(tmp_path):
         pool.ingest(model, name="a")
 
 
+def test_bulk_exact_ingest_writes_what_the_cascade_writes(tmp_path, base_tensors):
+    """max_level=1 without deltas takes the bulk path; its genes, leaves and blobs are the rows the
+    block-by-block cascade writes (repeated blocks within a tensor included), and they verify."""
+    tensors = {**base_tensors, "blk.0.ffn_down.weight": torch.zeros((64, 64))}  # 16 identical blocks
+    model = _model(tmp_path / "m.safetensors", tensors)
+    rows = {}
+    for label, opts in (("bulk", DedupOptions(max_level=1, deltas=False)), ("cascade", DedupOptions(max_level=1))):
+        pool = GenePool.init(tmp_path / label, block=BLOCK)
+        report = pool.ingest(model, name="m", options=opts)
+        assert report.genes_in == 49 and report.full_genes == 34 and report.collapsed[1] == 15
+        assert report.bytes_after == pool.db.execute("SELECT stored FROM models").fetchone()[0] > 0
+        rows[label] = (
+            sorted(pool.db.execute("SELECT hash, kind, blob, base, dtype, shape, nbytes, l2, l3, sig, meta, version, "
+                                   "parent, status, refs FROM genes")),
+            sorted(r[0] for r in pool.db.execute("SELECT hash FROM leaves")),
+            sorted(pool.db.execute("SELECT hash, length, size, codec FROM blobs")),
+            sorted(pool.db.execute("SELECT tensor, idx, gene, level FROM blocks")))
+        again = pool.ingest(model, name="again", options=DedupOptions(max_level=1, deltas=False))
+        assert again.collapsed[1] == 49 and again.bytes_after == 0
+        assert verify(pool)["clean"]
+        for h in pool.leaves_by_gene()[0]:
+            pool.check_attestation(pool.gene(h))
+        pool.export("again", tmp_path / f"{label}.safetensors")
+        assert _same_tensors(model, tmp_path / f"{label}.safetensors")
+        pool.close()
+    assert rows["bulk"] == rows["cascade"]
+
+
 def test_compact_frees_what_only_a_removed_model_used(tmp_path, base_tensors):
     pool = GenePool.init(tmp_path / "pool", block=BLOCK)
     pool.ingest(_model(tmp_path / "a.safetensors", base_tensors))

@@ -79,17 +79,21 @@ def sign_batch(pool: Path, batch: int, leaves: list[bytes]) -> tuple[str, str]:
     return root, _private(pool).sign(batch_message(batch, root, len(leaves))).hex()
 
 
-def check_signature(public_hex: str, batch: int, root: str, count: int, signature_hex: str) -> bool:
-    """True if `signature_hex` is the key's signature of this batch."""
+def signature_ok(public_hex: str, message: bytes, signature_hex: str) -> bool:
+    """True if `signature_hex` is the Ed25519 signature of `message` by the key `public_hex`."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:
-        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
-        key.verify(bytes.fromhex(signature_hex), batch_message(batch, root, count))
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex)).verify(bytes.fromhex(signature_hex), message)
         return True
     except (InvalidSignature, ValueError):
         return False
+
+
+def check_signature(public_hex: str, batch: int, root: str, count: int, signature_hex: str) -> bool:
+    """True if `signature_hex` is the key's signature of this batch."""
+    return signature_ok(public_hex, batch_message(batch, root, count), signature_hex)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from genome.pool import merkle
+from genome.pool.attest import signature_ok
 from swarm.sharing.codec import PackedEntries
 from swarm.sharing.registry import ALGO
 
@@ -39,17 +40,6 @@ class Identity:
 
     def sign(self, message: bytes) -> str:
         return self._key.sign(message).hex()
-
-
-def signature_ok(public_hex: str, message: bytes, signature_hex: str) -> bool:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex)).verify(bytes.fromhex(signature_hex), message)
-        return True
-    except (InvalidSignature, ValueError):
-        return False
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,9 @@ class BackendParams(_Section):
     shards: int = Field(4, ge=1, le=1024, description="ray: memory shard actors of the distributed hash table")
     replication: int = Field(3, ge=1, le=16, description="ray: distinct shards holding every memory entry")
     virtual_nodes: int = Field(64, ge=1, le=4096, description="ray: points per shard on the consistent-hash ring")
-    actor_cpus: float = Field(0.5, ge=0.0, le=64.0, description="ray: CPUs reserved by each colony or shard actor")
+    actor_cpus: float = Field(
+        0.0, ge=0.0, le=64.0, description="ray: CPUs reserved by each colony or shard actor (0: none, any node)"
+    )
     object_store_mb: int = Field(200, ge=64, description="ray: object store size of a local Ray (MiB)")
 
     @model_validator(mode="after")

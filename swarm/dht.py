@@ -186,13 +186,20 @@ class DistributedMemory:
         return moved
 
     def _lost(self, shards: list[int]) -> None:
-        for s in shards:
-            if s not in self.handles:
-                continue
+        """Shards failed a call: drop every dead shard at once (a lost node takes several), copy
+        the entries whose replica set changed from the survivors, then let fresh shards join."""
+        dead = set(shards) & set(self.handles)
+        if not dead:
+            return
+        others = {s: self.transport.submit(h, "ping") for s, h in self.handles.items() if s not in dead}
+        dead |= set(self.transport.gather(others)[1])
+        for s in dead:
             del self.handles[s]
-            old, self.ring = self.ring, self.ring.without_shard(s)
-            moved = self._rebalance(old, self.ring, list(self.handles))
+        old, self.ring = self.ring, Ring.build(tuple(self.handles), self.b.virtual_nodes, self.b.replication)
+        moved = self._rebalance(old, self.ring, list(self.handles))
+        for s in sorted(dead):
             fault = {"kind": "shard_lost", "shard": s, "copies_moved": moved}
+            moved = 0
             if self.replace_lost:
                 fault["replaced_by"] = self.next_shard
                 fault["copies_moved"] += self.add_shard()

@@ -88,6 +88,12 @@ class ColonyWorker:
     def ping(self) -> int:
         return self.index
 
+    def node(self) -> str:
+        """The Ray node this colony runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def answer(self, slots: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         """(N,) slots, (N, D) queries -> (N, D) answers: `Colony.answer` on this worker's state."""
         return Colony.answer(self, slots, queries)  # Colony.answer reads state, genes, brain_params only

@@ -49,9 +49,16 @@ def run(
     progress: bool = typer.Option(True, help="Show a progress bar."),
     dashboard: bool = typer.Option(False, "--dashboard", help="Also serve the live dashboard for --out."),
     port: int = typer.Option(8501, help="Dashboard port (with --dashboard)."),
+    ray: bool = typer.Option(False, "--ray", help="Run colonies and memory shards as Ray actors (backend.name=ray)."),
+    address: Optional[str] = typer.Option(None, help="With --ray: join a Ray cluster (auto or HOST:PORT)."),
 ) -> None:
-    """Run a swarm experiment (serial backend), or --resume RUN_DIR."""
+    """Run a swarm experiment (serial backend, or Ray actors with --ray), or --resume RUN_DIR."""
     from experiments.runner import resume_run, start_run
+
+    if address is not None and not ray and resume is None:
+        raise BadInput("--address needs --ray")
+    if ray and resume is None:
+        set_ = [*set_, "backend.name=ray"] + ([f"backend.address={address}"] if address else [])
 
     proc = None
     if dashboard:
@@ -63,7 +70,7 @@ def run(
     if resume is not None:
         if config is not None or set_ or seed is not None:
             raise BadInput("--resume takes a run directory only; do not pass CONFIG, --set or --seed")
-        summary = resume_run(resume, steps=steps, progress=progress and not json_out)
+        summary = resume_run(resume, steps=steps, progress=progress and not json_out, address=address)
     else:
         if config is None:
             raise BadInput("give a CONFIG file (for example experiments/configs/default.yaml) or --resume RUN_DIR")

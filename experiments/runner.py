@@ -10,7 +10,7 @@ import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -20,6 +20,7 @@ from genome.errors import BadInput
 from swarm.model import SwarmModel
 
 KEEP_CHECKPOINTS = 2
+OnStep = Callable[[SwarmModel, int], None]
 
 
 def package_version() -> str:
@@ -95,29 +96,33 @@ def start_run(config: Path, overrides: list[str] | None = None, steps: int | Non
 
 
 def run_spec(spec: ExperimentSpec, out: Path, progress: bool = True, sweep_id: str | None = None,
-             params: dict[str, Any] | None = None) -> dict[str, Any]:
+             params: dict[str, Any] | None = None, on_step: OnStep | None = None) -> dict[str, Any]:
+    model = SwarmModel(spec, seed=spec.run.seed)  # first: a backend that cannot start leaves no run directory
     run_dir = new_run_dir(out, spec.run.name)
     spec_yaml = dump_spec(spec)
     (run_dir / "spec.yaml").write_text(spec_yaml)
     store = RunStore.create(
         run_dir / "run.sqlite", name=spec.run.name, spec_yaml=spec_yaml, seed=spec.run.seed,
         version=package_version(), git_commit=git_commit(), steps_total=spec.run.steps,
-        sweep_id=sweep_id, params=params,
+        sweep_id=sweep_id, params=params, backend=spec.backend.name,
     )
-    model = SwarmModel(spec, seed=spec.run.seed)
     founders = model.lineage.births.tolist()
     store.write_step(0, {}, births=[(a, p, r, c) for a, p, r, c, _ in founders])
-    return drive(model, spec, run_dir, store, spec.run.steps, progress)
+    return drive(model, spec, run_dir, store, spec.run.steps, progress, on_step)
 
 
-def resume_run(run_dir: Path, steps: int | None = None, progress: bool = True) -> dict[str, Any]:
+def resume_run(run_dir: Path, steps: int | None = None, progress: bool = True,
+               address: str | None = None) -> dict[str, Any]:
     """Continue a run from its latest checkpoint up to `steps` (default: the spec's run.steps)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BadInput(f"run directory not found: {run_dir}")
     if not (run_dir / "spec.yaml").is_file() or not (run_dir / "run.sqlite").is_file():
         raise BadInput(f"{run_dir} is not a run directory (spec.yaml and run.sqlite expected)")
-    spec = validate(read_yaml(run_dir / "spec.yaml"))
+    data = read_yaml(run_dir / "spec.yaml")
+    if address is not None:  # the cluster may have moved since the run started
+        data.setdefault("backend", {})["address"] = address
+    spec = validate(data)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise BadInput(f"{run_dir} has no checkpoint to resume from")
@@ -126,6 +131,7 @@ def resume_run(run_dir: Path, steps: int | None = None, progress: bool = True) -
     try:
         model.load_state_dict(state)
     except (KeyError, ValueError, TypeError, RuntimeError) as err:
+        model.close()
         raise BadInput(f"checkpoint {checkpoint} does not match the run's spec ({err})") from None
     total = steps if steps is not None else spec.run.steps
     store = RunStore(run_dir / "run.sqlite")
@@ -136,8 +142,12 @@ def resume_run(run_dir: Path, steps: int | None = None, progress: bool = True) -
 
 
 def drive(model: SwarmModel, spec: ExperimentSpec, run_dir: Path, store: RunStore, total: int,
-          progress: bool) -> dict[str, Any]:
-    """Step `model` until `total` steps, writing every step; mark the run's final status."""
+          progress: bool, on_step: OnStep | None = None) -> dict[str, Any]:
+    """Step `model` until `total` steps, writing every step and every fault; mark the run's final status.
+
+    `on_step(model, step)` runs after each step is recorded (tests use it to inject faults).
+    The backend's workers are released at the end, whatever happened.
+    """
     from experiments.progress import StepProgress
 
     if spec.run.threads:
@@ -156,6 +166,10 @@ def drive(model: SwarmModel, spec: ExperimentSpec, run_dir: Path, store: RunStor
                                     births.root_id.tolist(), births.colony.tolist())),
                     deaths=model.last_deaths.tolist(),
                 )
+                for fault in model.backend.drain_faults():
+                    store.event(step, "fault", fault)
+                if on_step is not None:
+                    on_step(model, step)
                 if every_snap and step % every_snap == 0:
                     store.write_snapshot(step, snapshot_rows(model))
                 if every_ckpt and step % every_ckpt == 0:
@@ -164,14 +178,17 @@ def drive(model: SwarmModel, spec: ExperimentSpec, run_dir: Path, store: RunStor
         save_checkpoint(run_dir, model)
         model.lineage.export_alife(run_dir / "phylogeny.csv")
     except KeyboardInterrupt:
+        model.close()
         store.set_status("interrupted")
         store.event(model.steps, "interrupted")
         store.close()
         raise
     except Exception as err:
+        model.close()
         store.set_status("failed", error=f"{type(err).__name__}: {err}")
         store.close()
         raise
+    model.close()
     store.set_status("finished")
     store.close()
     return summarize(run_dir, model, time.perf_counter() - started)
@@ -210,5 +227,6 @@ def summarize(run_dir: Path, model: SwarmModel, seconds: float) -> dict[str, Any
         "agent_quality_last": float(df["agent_quality"].iloc[-tenth:].mean()) if len(df) else 0.0,
         "specialization": float(last["specialization"]) if last is not None else 0.0,
         "lineages": int(last["lineages"]) if last is not None else 0,
+        "faults": int((reader.events(run_dir)["kind"] == "fault").sum()),
         "seconds": round(seconds, 3),
     }

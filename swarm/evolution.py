@@ -33,6 +33,7 @@ class Births:
     root_id: torch.Tensor  # (n,)
     colony: torch.Tensor  # (n,)
     noise_offset: torch.Tensor  # (n,) where the child's weight noise starts in the table
+    memory_offset: torch.Tensor | None = None  # (n,) where the child's memory noise starts
 
 
 def fitness_z(states: list[ColonyState]) -> torch.Tensor:
@@ -83,9 +84,13 @@ def _plan_targets(parent_colony: torch.Tensor, free: list[int]) -> torch.Tensor:
 
 def divide(
     states: list[ColonyState], spec: SwarmSpec, noise: NoiseTable, step: int,
-    next_id: int, gen: torch.Generator,
+    next_id: int, gen: torch.Generator, widths: tuple[int, int] | None = None,
 ) -> tuple[Births, torch.Tensor]:
     """Let every agent that reached its threshold divide.
+
+    Args:
+        widths: (weights, memory) widths the noise offsets are drawn for, when the states hold
+            no weights here (the Ray backend: brains live in the colony actors, which add the noise).
 
     Returns:
         The births, and the (m,) ids of agents removed to make room.
@@ -122,8 +127,9 @@ def divide(
     n = len(parents)
     n_params = states[0].params.shape[1]
     mem_dim = states[0].memory.shape[1]
-    w_off = noise.offsets(n, n_params, gen)
-    m_off = noise.offsets(n, mem_dim, gen)
+    w_width, m_width = widths if widths is not None else (n_params, mem_dim)
+    w_off = noise.offsets(n, w_width, gen)
+    m_off = noise.offsets(n, m_width, gen)
     child_id = torch.arange(next_id, next_id + n, dtype=torch.int64)
     parent_id = torch.empty(n, dtype=torch.int64)
     root_id = torch.empty(n, dtype=torch.int64)
@@ -165,5 +171,5 @@ def divide(
         st.niche_served[slots] = 0.0
         st.niche_reward[slots] = 0.0
         st.malicious[slots] = malicious[mine]
-    births = Births(child_id, parent_id, root_id, target, w_off)
+    births = Births(child_id, parent_id, root_id, target, w_off, m_off)
     return births, torch.cat(died) if died else empty

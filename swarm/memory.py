@@ -74,10 +74,14 @@ class SharedMemory:
         if self._index is None:
             # free slots sort to the very end and never match a real band value
             composite = ((self.bands.T << 31) | self.timestamp.clamp(0, (1 << 31) - 1)).contiguous()  # (bands, N)
-            composite[:, ~self.valid] = torch.iinfo(torch.int64).max
+            composite[:, ~self._indexed()] = torch.iinfo(torch.int64).max
             sorted_keys, order = torch.sort(composite, dim=1, stable=True)
             self._index = (sorted_keys, order)
         return self._index
+
+    def _indexed(self) -> torch.Tensor:
+        """(N,) bool entries that lookups may return (a memory shard narrows it to the keys it serves)."""
+        return self.valid
 
     @property
     def size(self) -> int:

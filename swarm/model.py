@@ -20,10 +20,10 @@ import mesa
 import torch
 
 from swarm import brain, evolution, query
+from swarm.backend import make_backend
 from swarm.colony import Colony, ColonyState
 from swarm.environment import REGISTRY as ENVIRONMENTS
 from swarm.lineage import LineageLog
-from swarm.memory import SharedMemory
 from swarm.metrics import quantiles, specialization_index
 from swarm.noise import NoiseTable
 from swarm.params import SwarmSpec
@@ -47,7 +47,8 @@ class SwarmModel(mesa.Model):
         self.gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
         d, m = spec.brain.embed_dim, spec.brain.memory_dim
         self.environment = ENVIRONMENTS[spec.environment.name](spec.environment, d, self.gen)
-        self.memory = SharedMemory(spec.memory, d, self.gen)
+        self.backend = make_backend(spec)
+        self.memory = self.backend.make_memory(d, self.gen)
         self.noise = NoiseTable(spec.mutation.noise_table, self.gen)
         self.projection = torch.randn(d, m, generator=self.gen) / math.sqrt(d)  # (D, M) query -> memory
         self.lineage = LineageLog()
@@ -79,6 +80,7 @@ class SwarmModel(mesa.Model):
         if spec.sharing.widths:
             attach_width_adapters(self)
         self.sharing = Exchange(spec, self.memory, self.gen) if spec.sharing.enabled else None
+        self.backend.start(self)
         names = METRICS + (self.genes.stats.metric_names() if self.genes is not None else ())
         names += SHARING_METRICS if self.sharing is not None else ()
         self.metrics: dict[str, float] = {name: 0.0 for name in names}
@@ -97,7 +99,11 @@ class SwarmModel(mesa.Model):
 
     def _locate(self, agent_ids: torch.Tensor) -> torch.Tensor:
         """Global slot index of each agent id, -1 where the agent is dead or the id is -1."""
-        ids = self._global("agent_id")
+        return self._locate_in(self._global("agent_id"), agent_ids)
+
+    @staticmethod
+    def _locate_in(ids: torch.Tensor, agent_ids: torch.Tensor) -> torch.Tensor:
+        """Index of each of `agent_ids` in the (C S,) slot ids `ids`, -1 where absent."""
         order = torch.argsort(ids)
         pos = torch.searchsorted(ids[order], agent_ids).clamp_max(len(ids) - 1)
         found = (ids[order][pos] == agent_ids) & (agent_ids >= 0)
@@ -124,7 +130,7 @@ class SwarmModel(mesa.Model):
     def reproduce(self, step: int) -> tuple[evolution.Births, torch.Tensor]:
         """Let agents past their threshold divide; record births and deaths. Returns both."""
         before = self._global("agent_id") if self.genes is not None else None
-        births, died = evolution.divide(self.states, self.spec, self.noise, step, self.next_id, self.gen)
+        births, died = self.backend.divide(self, step)
         self.last_births = births
         if self.genes is not None:  # children share their parents' unmutated genes
             self.genes.after_divide(self, before)
@@ -185,6 +191,10 @@ class SwarmModel(mesa.Model):
         if self.sharing is not None:
             self.metrics.update(self.sharing.metrics())
 
+    def close(self) -> None:
+        """Release the backend's workers (Ray actors); the model can no longer step."""
+        self.backend.close()
+
     # ---- snapshots and checkpoints -----------------------------------------------------------
     def agent_table(self) -> dict[str, torch.Tensor]:
         """Living agents: id, parent, root, colony, fitness, counter, birth step, niche profiles."""
@@ -207,7 +217,7 @@ class SwarmModel(mesa.Model):
             "steps": self.steps,
             "next_id": self.next_id,
             "totals": dict(self.totals),
-            "colonies": [st.to_dict() for st in self.states],
+            "colonies": self.backend.colony_dicts(self),
             "memory": self.memory.state_dict(),
             "lineage": self.lineage.state_dict(),
             "torch_rng": self.gen.get_state(),
@@ -222,8 +232,7 @@ class SwarmModel(mesa.Model):
         self.steps = int(d["steps"])
         self.next_id = int(d["next_id"])
         self.totals = {key: int(v) for key, v in d["totals"].items()}
-        for colony, st in zip(self.colonies, d["colonies"], strict=True):
-            colony.state = ColonyState.from_dict(st)
+        self.backend.load_colony_dicts(self, d["colonies"])
         self.memory.load_state_dict(d["memory"])
         self.lineage.load_state_dict(d["lineage"])
         self.gen.set_state(d["torch_rng"])

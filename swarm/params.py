@@ -257,6 +257,31 @@ class SharingParams(_Section):
     )
 
 
+class BackendParams(_Section):
+    """Where colonies and the shared memory live (swarm/backend.py): in this process, or Ray actors."""
+
+    name: Literal["serial", "ray"] = Field(
+        "serial", description="serial: everything in this process (deterministic); ray: colonies and "
+        "memory shards as Ray actors",
+    )
+    address: str | None = Field(
+        None, description="ray: cluster to join (auto or HOST:PORT); none starts a local Ray"
+    )
+    shards: int = Field(4, ge=1, le=1024, description="ray: memory shard actors of the distributed hash table")
+    replication: int = Field(3, ge=1, le=16, description="ray: distinct shards holding every memory entry")
+    virtual_nodes: int = Field(64, ge=1, le=4096, description="ray: points per shard on the consistent-hash ring")
+    actor_cpus: float = Field(
+        0.0, ge=0.0, le=64.0, description="ray: CPUs reserved by each colony or shard actor (0: none, any node)"
+    )
+    object_store_mb: int = Field(200, ge=64, description="ray: object store size of a local Ray (MiB)")
+
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> BackendParams:
+        if self.replication > self.shards:
+            raise ValueError(f"backend.replication={self.replication} exceeds backend.shards={self.shards}")
+        return self
+
+
 class SwarmSpec(_Section):
     """All simulation settings. YAML keys are `section.field`."""
 
@@ -273,6 +298,16 @@ class SwarmSpec(_Section):
     reproduction: ReproductionParams = ReproductionParams()
     genes: GeneParams = GeneParams()
     sharing: SharingParams = SharingParams()
+    backend: BackendParams = BackendParams()
+
+    @model_validator(mode="after")
+    def _ray_brains(self) -> SwarmSpec:
+        if self.backend.name == "ray" and (self.genes.enabled or self.reproduction.mode != "division"):
+            raise ValueError("backend.name=ray runs dense brains with reproduction.mode=division only "
+                             f"(got genes.enabled={self.genes.enabled}, reproduction.mode={self.reproduction.mode})")
+        if self.backend.name == "ray" and (self.sharing.enabled or self.sharing.widths):
+            raise ValueError("backend.name=ray does not run experience sharing yet (sharing.enabled, sharing.widths)")
+        return self
 
     @model_validator(mode="after")
     def _sharing(self) -> SwarmSpec:

@@ -68,11 +68,7 @@ def respond(model: SwarmModel, queries: torch.Tensor, target: torch.Tensor | Non
     )  # (B, k)
     pair_agent = chosen.flatten()  # (B k,)
     pair_query = torch.arange(b).repeat_interleave(k)  # (B k,)
-    answers = torch.empty(b * k, spec.brain.embed_dim)
-    for colony in model.colonies:
-        mine = (pair_agent // model.capacity) == colony.index
-        answers[mine] = colony.answer(pair_agent[mine] % model.capacity, queries[pair_query[mine]])
-    answers = answers.view(b, k, -1)  # (B, k, D)
+    answers = model.backend.answer(model, pair_agent, queries[pair_query]).view(b, k, -1)  # (B, k, D)
     if target is not None:
         bad = model._global("malicious")[chosen]  # (B, k) adversarial agents answer away from the target
         if bool(bad.any()):
@@ -102,10 +98,6 @@ def learn(model: SwarmModel, response: Response, rewards: torch.Tensor, niche: t
     pair_agent = response.chosen.flatten()  # (B k,)
     pair_query = torch.arange(b).repeat_interleave(k)  # (B k,)
     decay = math.exp(-1.0 / spec.fitness.tau)
-    for colony in model.colonies:
-        mine = (pair_agent // model.capacity) == colony.index
-        colony.record(
-            pair_agent[mine] % model.capacity, rewards.flatten()[mine], niche[pair_query[mine]],
-            response.queries[pair_query[mine]], model.projection, step, decay, spec.brain.memory_rate,
-        )
+    model.backend.record(model, pair_agent, rewards.flatten(), niche[pair_query], response.queries[pair_query],
+                         step, decay)
     model._store(response.queries, response.responses, rewards, response.chosen, step)

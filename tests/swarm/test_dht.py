@@ -1,0 +1,121 @@
+"""The consistent-hash ring and the sharded, replicated memory, in-process (no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from swarm.dht import DistributedMemory, LocalTransport
+from swarm.memory import SharedMemory
+from swarm.params import BackendParams, MemoryParams
+from swarm.ring import Ring, key_positions
+from swarm.shard import MemoryShard
+
+DIM = 16
+
+
+def make(shards=4, replication=3, capacity=4000, vnodes=64, seed=0):
+    params = MemoryParams(capacity=capacity, max_bucket=64, min_similarity=0.0)
+    backend = BackendParams(name="ray", shards=shards, replication=replication, virtual_nodes=vnodes)
+    transport = LocalTransport()
+
+    def spawn(s, cap, planes):
+        return MemoryShard(s, params, DIM, planes, cap)
+
+    return DistributedMemory(params, DIM, torch.Generator().manual_seed(seed), backend, spawn, transport), params
+
+
+def fill(mem, n, seed=1, step=0, equal=False):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.nn.functional.normalize(torch.randn(n, DIM, generator=g), dim=1)
+    fit = torch.ones(n) if equal else torch.rand(n, generator=g)
+    mem.store(q, q.flip(1), torch.arange(n), fit, step)
+    return q, fit
+
+
+def test_ring_places_every_key_on_r_distinct_shards_evenly():
+    ring = Ring.build(range(5), vnodes=64, replication=3)
+    keys = torch.randint(0, 256, (20000, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    reps = ring.replicas(keys)  # (N, 3)
+    assert reps.shape == (20000, 3)
+    assert all(len(set(r)) == 3 for r in reps[:500].tolist())
+    share = torch.bincount(reps[:, 0], minlength=5).float() / len(keys)
+    assert share.min() > 0.12 and share.max() < 0.28  # about 1/5 each with 64 virtual nodes
+    # similar LSH codes (one bit apart) still spread over the ring
+    near = keys[:1].repeat(64, 1)
+    near[torch.arange(64), torch.arange(64) % 32] ^= (1 << (torch.arange(64) // 32)).to(torch.uint8)
+    assert len(np.unique(key_positions(near))) == 64
+
+
+def test_ring_change_moves_about_one_nth_of_the_copies():
+    ring = Ring.build(range(4), vnodes=64, replication=3)
+    keys = torch.randint(0, 256, (20000, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    before, after = ring.replicas(keys), ring.with_shard(4).replicas(keys)
+    new_copies = sum(int((after[:, j:j + 1] != before).all(1).sum()) for j in range(3))
+    fraction = new_copies / before.numel()
+    assert 0.5 / 5 < fraction < 2.0 / 5  # about 1/N of the stored copies, N = 5 shards after the join
+    assert set(after[(after != before).any(1)].flatten().tolist()) >= {4}
+
+
+def test_every_entry_lands_on_its_replicas_and_lookup_matches_one_memory():
+    mem, params = make()
+    q, fit = fill(mem, 1500)
+    counts = mem.replica_counts()
+    assert len(counts) == 1500 and set(counts.values()) == {3}
+    assert mem.size == 1500
+    # the same entries in one SharedMemory give the same best hits
+    single = SharedMemory(params, DIM, torch.Generator().manual_seed(0))
+    assert torch.equal(single.planes, mem.planes)
+    single.store(q, q.flip(1), torch.arange(1500), fit, 0)
+    probe = torch.nn.functional.normalize(q[:50] + 0.05 * torch.randn(50, DIM, generator=torch.Generator().manual_seed(2)), dim=1)
+    a, b = mem.lookup(probe), single.lookup(probe)
+    assert a.valid.any(1).all()
+    assert torch.equal(a.agent_id[:, 0], b.agent_id[:, 0])
+
+
+def test_killed_shard_leaves_every_key_readable_and_rereplicated():
+    mem, _ = make(shards=5)
+    q, _ = fill(mem, 1000, equal=True)  # equal fitness: a stored query's best hit is its own entry
+    mem.transport.kill(2)
+    hits = mem.lookup(q, k=1)  # the dead shard fails this call: the ring repairs itself
+    assert mem.faults and mem.faults[0]["kind"] == "shard_lost" and mem.faults[0]["shard"] == 2
+    assert 2 not in mem.handles and len(mem.handles) == 5  # replaced by a fresh shard
+    assert hits.valid[:, 0].all()
+    assert torch.equal(hits.agent_id[:, 0], torch.arange(1000))  # every key still found
+    counts = mem.replica_counts()
+    assert len(counts) == 1000 and set(counts.values()) == {3}
+
+
+def test_adding_a_shard_moves_only_its_share_and_garbage_collection_runs_per_shard():
+    mem, _ = make(shards=4)
+    fill(mem, 2000)
+    moved = mem.add_shard()
+    fraction = moved / (2000 * 3)
+    assert 0.5 / 5 < fraction < 2.0 / 5
+    counts = mem.replica_counts()
+    assert len(counts) == 2000 and set(counts.values()) == {3}
+    held = {s: len(h.uids()) for s, h in mem.handles.items()}
+    assert held[4] == moved  # the newcomer got exactly the copies that moved
+    # overfill: every shard evicts on its own, the memory stays bounded
+    small, _ = make(shards=4, capacity=300)
+    for step in range(5):
+        fill(small, 200, seed=step + 10, step=step)
+    assert small.evicted > 0
+    assert all(int(h.valid.sum()) <= h.p.capacity for h in small.handles.values())
+
+
+def test_state_dict_round_trip_keeps_every_entry():
+    mem, _ = make()
+    fill(mem, 700)
+    d = mem.state_dict()
+    other, _ = make(seed=5)
+    other.load_state_dict(d)
+    assert torch.equal(other.planes, mem.planes)
+    assert sorted(other.replica_counts()) == list(range(700))
+    assert other.next_uid == 700
+
+
+def test_replication_above_shards_is_rejected():
+    with pytest.raises(ValueError, match="backend.replication"):
+        BackendParams(shards=2, replication=3)

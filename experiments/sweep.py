@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -178,14 +179,18 @@ def run_with_tune(sweep_dir: Path, record: dict[str, Any], trials: list[Trial],
         tune.with_resources(_tune_trainable, {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
-        run_config=tune.RunConfig(name="tune", storage_path=str((Path(sweep_dir) / "ray").resolve()),
-                                  failure_config=tune.FailureConfig(max_failures=0), verbose=0),
+        # a fresh experiment folder per invocation: a killed sweep's Tune state is never reused
+        run_config=tune.RunConfig(name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+                                  storage_path=str((Path(sweep_dir) / "ray").resolve()),
+                                  # one retry: a trial whose worker died (not its code) runs again
+                                  failure_config=tune.FailureConfig(max_failures=1), verbose=0),
     )
     results = tuner.fit()
     errors = {}
-    for result in results:
-        if result.error is not None:
-            errors[result.config["trial"]["index"]] = str(result.error).strip().splitlines()[-1][:500]
+    for position, result in enumerate(results):
+        if result.error is not None:  # a trial that never started has no config: grid order names it
+            index = result.config["trial"]["index"] if result.config else trials[position].index
+            errors[index] = str(result.error).strip().splitlines()[-1][:500]
     return errors
 
 

@@ -34,7 +34,7 @@ def _equal(a, b) -> bool:
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
     if isinstance(a, torch.Tensor):
-        return a.dtype == b.dtype and a.shape == b.shape and bool(((a == b) | (a != a) & (b != b)).all())
+        return a.dtype == b.dtype and a.shape == b.shape and bool(((a == b) | a.isnan() & b.isnan()).all())
     return a == b
 
 

@@ -224,11 +224,17 @@ class SwarmModel(mesa.Model):
             "numpy_rng": self.rng.bit_generator.state,
             "python_rng": self.random.getstate(),
             **({"genes": self.genes.state_dict()} if self.genes is not None else {}),
+            **({"sharing": self.sharing.state_dict()} if self.sharing is not None else {}),
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         """Restore a `state_dict()`; the tensors are copied, never shared with `d`."""
         d = copy.deepcopy(d)
+        if ("sharing" in d) != (self.sharing is not None):  # before anything changes
+            raise ValueError(f"a checkpoint {'with' if 'sharing' in d else 'without'} sharing state cannot "
+                             f"load into a model with sharing.enabled = {self.sharing is not None}")
+        if self.sharing is not None:  # first: its identity check fails before the model changes
+            self.sharing.load_state_dict(d["sharing"])
         self.steps = int(d["steps"])
         self.next_id = int(d["next_id"])
         self.totals = {key: int(v) for key, v in d["totals"].items()}

@@ -27,7 +27,7 @@ reports and add `sharing.flood` junk entries a step (real queries, random answer
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.functional import normalize
@@ -180,6 +180,42 @@ class Exchange:
             if len(out):
                 self.counts["entries_unvetted_out"] += self.memory.remove(out)
                 self.votes.reset(out, torch.full_like(out, -1))
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Registry, reference cache, votes, fitness reports, counters and the colonies' public keys.
+
+        No private keys: the identities are drawn from the model's generator when the model is
+        built, so rebuilding it from the run's spec and seed (what `--resume` does) makes the same
+        keys again. A checkpoint file that travels (a bug report, a copied run) then signs nothing;
+        `load_state_dict` checks that the rebuilt public keys are the checkpointed ones.
+        """
+        return {
+            "public_keys": [self.keys[c] for c in range(self.colonies)],
+            "registry": self.registry.state_dict(),
+            "cache_q": self.cache_q, "cache_r": self.cache_r,
+            "votes": self.votes.state_dict(),
+            "reports": self.reports,
+            "seq": self.seq, "step": self.step,
+            "counts": dict(self.counts),
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Restore a `state_dict()` into an exchange built from the same spec and seed."""
+        if list(d["public_keys"]) != [self.keys[c] for c in range(self.colonies)]:
+            raise ValueError(f"the checkpoint's {len(d['public_keys'])} colony identities are not the "
+                             f"{self.colonies} this spec and seed make")
+        for name in ("cache_q", "cache_r", "reports"):
+            if d[name].shape != getattr(self, name).shape:
+                raise ValueError(f"sharing {name} of shape {tuple(d[name].shape)} in the checkpoint, "
+                                 f"{tuple(getattr(self, name).shape)} expected")
+        if set(d["counts"]) != set(self.counts):
+            raise ValueError(f"sharing counters {sorted(d['counts'])} in the checkpoint, {sorted(self.counts)} expected")
+        self.registry.load_state_dict(d["registry"])
+        self.votes.load_state_dict(d["votes"])
+        self.cache_q, self.cache_r, self.reports = d["cache_q"].clone(), d["cache_r"].clone(), d["reports"].clone()
+        self.seq, self.step = int(d["seq"]), int(d["step"])
+        self.counts = {key: int(v) for key, v in d["counts"].items()}
 
     def metrics(self) -> dict[str, float]:
         c = self.counts

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+import torch
+
 from genome.pool import merkle
 
 ALGO = "sha256"
@@ -73,3 +76,31 @@ class ExperienceRegistry:
         """Indices of stored records that no longer hash to their leaf (tampered with)."""
         return [i for i, (r, leaf) in enumerate(zip(self._records, self._leaves, strict=True))
                 if merkle.leaf_hash(r, ALGO) != leaf]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Records and leaves as tensors (a checkpoint loads with `weights_only`).
+
+        `data` (total bytes,) uint8 holds the records end to end, `lengths` (n,) int64 their sizes,
+        `leaves` (n, 32) uint8 their stored leaf hashes: kept rather than recomputed on load, so
+        `audit` still reports a record changed before the checkpoint.
+        """
+        lengths = torch.tensor([len(r) for r in self._records], dtype=torch.int64)
+        data = _as_tensor(b"".join(self._records))
+        leaves = _as_tensor(b"".join(self._leaves)).view(-1, 32)
+        return {"data": data, "lengths": lengths, "leaves": leaves}
+
+    def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
+        lengths, data, leaves = d["lengths"], d["data"], d["leaves"]
+        if int(lengths.sum()) != len(data) or leaves.shape != (len(lengths), 32):
+            raise ValueError(f"registry state of {len(lengths)} records does not match its {len(data)} bytes "
+                             f"and {tuple(leaves.shape)} leaves")
+        raw = data.numpy().tobytes()
+        ends = lengths.cumsum(0).tolist()
+        self._records = [raw[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+        self._leaves = [bytes(row) for row in leaves.numpy()]
+        self._tree = None
+
+
+def _as_tensor(raw: bytes) -> torch.Tensor:
+    """(len(raw),) uint8 copy of `raw` (empty allowed, unlike `torch.frombuffer`)."""
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8).copy())

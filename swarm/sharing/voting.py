@@ -92,5 +92,10 @@ class VoteBook:
                 "received": self.received, "agreed": self.agreed}
 
     def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
-        for name in ("votes", "author", "claim", "served", "received", "agreed"):
+        names = ("votes", "author", "claim", "served", "received", "agreed")
+        for name in names:
+            if d[name].shape != getattr(self, name).shape:
+                raise ValueError(f"vote book {name} of shape {tuple(d[name].shape)}, "
+                                 f"{tuple(getattr(self, name).shape)} expected")
+        for name in names:
             setattr(self, name, d[name].clone())

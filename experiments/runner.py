@@ -165,6 +165,8 @@ def drive(model: SwarmModel, spec: ExperimentSpec, run_dir: Path, store: RunStor
                     births=list(zip(births.agent_id.tolist(), births.parent_id.tolist(),
                                     births.root_id.tolist(), births.colony.tolist())),
                     deaths=model.last_deaths.tolist(),
+                    mates=[] if births.mate_id is None else
+                    [(a, m) for a, m in zip(births.agent_id.tolist(), births.mate_id.tolist()) if m >= 0],
                 )
                 for fault in model.backend.drain_faults():
                     store.event(step, "fault", fault)

@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE INDEX IF NOT EXISTS snapshots_step ON snapshots (step);
 CREATE TABLE IF NOT EXISTS lineage (
     agent_id INTEGER PRIMARY KEY, parent_id INTEGER, root_id INTEGER, colony INTEGER,
-    birth_step INTEGER, death_step INTEGER);
+    birth_step INTEGER, death_step INTEGER, mate_id INTEGER);
 CREATE TABLE IF NOT EXISTS events (step INTEGER, time REAL, kind TEXT, detail TEXT);
 """
 
@@ -50,6 +50,9 @@ class RunStore:
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         self.db.commit()
         self._columns = {row[1] for row in self.db.execute("PRAGMA table_info(metrics)")}
+        if "mate_id" not in {row[1] for row in self.db.execute("PRAGMA table_info(lineage)")}:
+            self.db.execute("ALTER TABLE lineage ADD COLUMN mate_id INTEGER")  # stores from before crossover mates
+            self.db.commit()
 
     @classmethod
     def create(cls, path: Path, *, name: str, spec_yaml: str, seed: int, version: str, git_commit: str,
@@ -76,8 +79,10 @@ class RunStore:
         self.db.commit()
 
     def write_step(self, step: int, metrics: Mapping[str, float],
-                   births: Sequence[tuple[int, int, int, int]] = (), deaths: Sequence[int] = ()) -> None:
-        """One step: its metrics row, its births (id, parent, root, colony) and deaths."""
+                   births: Sequence[tuple[int, int, int, int]] = (), deaths: Sequence[int] = (),
+                   mates: Sequence[tuple[int, int]] = ()) -> None:
+        """One step: its metrics row, its births (id, parent, root, colony), the second parents of
+        crossover births (id, mate) and its deaths."""
         for name in metrics:
             if name not in self._columns:
                 if not _NAME.match(name):
@@ -91,9 +96,10 @@ class RunStore:
                 (step, *(float(metrics[n]) for n in names)),
             )
         self.db.executemany(
-            "INSERT OR REPLACE INTO lineage VALUES (?, ?, ?, ?, ?, NULL)",
+            "INSERT OR REPLACE INTO lineage (agent_id, parent_id, root_id, colony, birth_step) VALUES (?, ?, ?, ?, ?)",
             [(a, p, r, c, step) for a, p, r, c in births],
         )
+        self.db.executemany("UPDATE lineage SET mate_id = ? WHERE agent_id = ?", [(m, a) for a, m in mates])
         self.db.executemany("UPDATE lineage SET death_step = ? WHERE agent_id = ?", [(step, a) for a in deaths])
         self.db.execute("UPDATE run SET steps_done = ?, heartbeat = ? WHERE id = 1", (step, time.time()))
         self.db.commit()

@@ -45,8 +45,8 @@ def choose_partners(states: list[ColonyState], parent_colony: torch.Tensor, pare
 
 
 def breed(states: list[ColonyState], params: torch.Tensor, parent_colony: torch.Tensor,
-          parent_slot: torch.Tensor, spec: SwarmSpec, gen: torch.Generator) -> torch.Tensor:
-    """Children's brains before mutation.
+          parent_slot: torch.Tensor, spec: SwarmSpec, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Children's brains before mutation, and their second parents.
 
     Args:
         states: the colonies (parents still in their slots).
@@ -56,7 +56,8 @@ def breed(states: list[ColonyState], params: torch.Tensor, parent_colony: torch.
         gen: the simulation's generator.
 
     Returns:
-        (n, P) merged rows (a parent's own row where it found no partner).
+        (n, P) merged rows (a parent's own row where it found no partner), and (n,) int64 agent id
+        of each child's second parent (-1 where it found no partner).
     """
     from genome.recombine.merge import merge_tensors
     from genome.recombine.registry import REGISTRY
@@ -66,8 +67,12 @@ def breed(states: list[ColonyState], params: torch.Tensor, parent_colony: torch.
     partner = choose_partners(states, parent_colony, parent_slot, rp.tournament, gen)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
     paired = (partner >= 0).nonzero().squeeze(1)
+    mate_id = torch.full_like(parent_slot, -1)
+    for c, st in enumerate(states):
+        mine = (parent_colony == c) & (partner >= 0)
+        mate_id[mine] = st.agent_id[partner[mine]]
     if len(paired) == 0:
-        return params
+        return params, mate_id
     mother = params[paired]  # (g, P)
     father = torch.empty_like(mother)
     base = torch.empty_like(mother)
@@ -89,4 +94,4 @@ def breed(states: list[ColonyState], params: torch.Tensor, parent_colony: torch.
                                options, grouped=True, seed=seed, name="brain")
     out = params.clone()
     out[paired] = merged
-    return out
+    return out, mate_id

@@ -135,7 +135,8 @@ class SwarmModel(mesa.Model):
         if self.genes is not None:  # children share their parents' unmutated genes
             self.genes.after_divide(self, before)
         self.next_id += len(births.agent_id)
-        self.lineage.add_births(births.agent_id, births.parent_id, births.root_id, births.colony, step)
+        self.lineage.add_births(births.agent_id, births.parent_id, births.root_id, births.colony, step,
+                                mates=births.mate_id)
         self.lineage.add_deaths(died, step)
         self.last_births, self.last_deaths = births, died
         self.totals["births"] += len(births.agent_id)

@@ -3,6 +3,8 @@ mutation on top, determinism, and division left exactly as it was by default."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -59,7 +61,8 @@ def test_breed_merges_each_child_with_the_registry_method() -> None:
     pc, ps = torch.tensor([0, 0, 1]), torch.tensor([0, 2, 0])
     parents = torch.stack([a.params[0], a.params[2], b.params[0]])
     s = spec(method="ties", tournament=6, density=0.4, partner_weight=0.5)
-    out = breed(states, parents.clone(), pc, ps, s, torch.Generator().manual_seed(0))
+    out, mates = breed(states, parents.clone(), pc, ps, s, torch.Generator().manual_seed(0))
+    assert mates.tolist() == [3, 0, -1]  # agent ids of the partners (slot 3 holds agent 3); b's agent had none
     mean = a.params[a.alive].mean(0)  # the colony's mean brain is the base of the task vectors
     p = [{"weight": 0.5, "density": 0.4}] * 2
     torch.testing.assert_close(out[0], merge_tensors("ties", [a.params[0], a.params[3]], mean, p))
@@ -67,7 +70,7 @@ def test_breed_merges_each_child_with_the_registry_method() -> None:
     assert torch.equal(out[2], b.params[0])  # no partner: a copy
     assert not torch.equal(out[0], parents[0])
     ends = {w: breed(states, parents.clone(), pc, ps, spec(method="slerp", tournament=6, partner_weight=w),
-                     torch.Generator().manual_seed(0)) for w in (0.0, 1.0)}
+                     torch.Generator().manual_seed(0))[0] for w in (0.0, 1.0)}
     torch.testing.assert_close(ends[0.0][0], a.params[0])  # t = 0: the parent
     torch.testing.assert_close(ends[1.0][0], a.params[3])  # t = 1: the partner
 
@@ -81,6 +84,7 @@ def test_divide_in_crossover_mode_mutates_the_merged_child() -> None:
     parent_row = a.params[1].clone()
     births, _ = evolution.divide([a, b], s, noise, step=3, next_id=500, gen=torch.Generator().manual_seed(1))
     assert births.parent_id.tolist() == [1]
+    assert births.mate_id.tolist() == [0]  # the fittest mate, agent 0, is the second parent
     slot = 5  # first free slot of the parent's colony
     merged = 0.75 * parent_row + 0.25 * a.params[0]  # partner: the fittest mate (slot 0)
     off = int(births.noise_offset[0])
@@ -104,6 +108,31 @@ def test_crossover_runs_are_deterministic_and_division_is_the_default() -> None:
     assert cross == run({"mode": "crossover", "method": "dare_ties"})
     assert sum(m["births"] for m in cross) > 0
     assert cross != run(None)  # the children differ, so the run differs
+
+
+def test_second_parents_reach_the_lineage_checkpoint_and_run_store(tmp_path) -> None:
+    from experiments import reader
+    from experiments.runner import run_spec
+
+    data = dict(SMALL, reproduction={"mode": "crossover", "method": "linear"})
+    model = SwarmModel(validate(data), seed=3)
+    for _ in range(15):
+        model.step()
+    mates = model.lineage.mates
+    births = model.lineage.births
+    assert len(mates) > 0 and len(mates) <= int((births[:, 1] >= 0).sum())
+    born_at = {int(i): int(s) for i, _, _, _, s in births.tolist()}
+    parent_of = {int(i): int(p) for i, p, _, _, _ in births.tolist()}
+    for child, mate in mates.tolist():
+        assert mate != parent_of[child] and born_at[mate] < born_at[child]  # a living, older mate
+    copy = SwarmModel(validate(data), seed=3)
+    copy.lineage.load_state_dict(model.lineage.state_dict())
+    assert torch.equal(copy.lineage.mates, mates)
+
+    run_dir = run_spec(validate({"run": {"steps": 15}, **data}), tmp_path, progress=False)["run_dir"]
+    table = reader.lineage(Path(run_dir)).dropna(subset=["mate_id"])
+    assert len(table) > 0 and (table["mate_id"] != table["parent_id"]).all()
+    assert set(table["mate_id"].astype(int)) <= set(reader.lineage(Path(run_dir))["agent_id"])
 
 
 def test_unknown_method_names_the_key() -> None:

@@ -30,6 +30,10 @@ SPECIALISATION_COLUMNS = ["specialization", "lineages", "routed_share"]
 HEADLINE_COLUMNS = ["population", "quality", "accuracy", "specialization", "lineages"]
 POOL_LEVEL_COLUMNS = ["pool_genes", "pool_unique_l1", "pool_unique_l2", "pool_unique_l3", "pool_unique_l4"]
 POOL_GROUPS = ("tier", "role", "status")
+#: Experience-sharing columns, present only when `sharing.enabled` is on (`swarm.sharing.METRICS`, which
+#: imports torch; a test keeps the two equal). The counters are totals since the run began.
+SHARING_COLUMNS = ["shared_batches", "shared_entries", "shared_rejected", "shared_bytes", "shared_ratio",
+                   "entries_voted_out", "entries_unvetted_out", "registry_size", "malicious_vote_weight"]
 MAX_POINTS = 600  # about one point per pixel of a half-width chart; also evens out per-step noise
 
 
@@ -181,6 +185,20 @@ def column_groups(names: list[str]) -> dict[str, list[str]]:
 
 def has_pool(names: list[str]) -> bool:
     return any(c.startswith("pool_") for c in names)
+
+
+def has_sharing(names: list[str]) -> bool:
+    return any(c in SHARING_COLUMNS for c in names)
+
+
+def per_step(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Adds `<column>_per_step` for each running-total column present: the step-to-step increase
+    (the first row keeps its own value; a total never shrinks, so drops read as 0)."""
+    out = df.copy()
+    for c in columns:
+        if c in out:
+            out[f"{c}_per_step"] = out[c].diff().fillna(out[c]).clip(lower=0)
+    return out
 
 
 # ---- niches ---------------------------------------------------------------------------------

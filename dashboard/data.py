@@ -78,11 +78,13 @@ def runs_frame(runs: list[RunInfo]) -> pd.DataFrame:
             "started": when(info.started), "backend": info.backend, "sweep": info.sweep_id or "",
             "params": json.dumps(info.params, sort_keys=True) if info.params else "",
         }
+        if info.status != "unreadable":
+            row["faults"] = fault_count(info.path)
         if info.status != "unreadable" and info.steps_done > 0:
             row.update(last_values(info.path, HEADLINE_COLUMNS, info.steps_done))
         row["problem"] = info.error or ""
         rows.append(row)
-    columns = ["run", "name", "status", "steps", "of", "seed", "started", "backend", "sweep", "params",
+    columns = ["run", "name", "status", "steps", "of", "seed", "started", "backend", "faults", "sweep", "params",
                *HEADLINE_COLUMNS, "problem"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -97,6 +99,15 @@ def last_values(run_dir: Path, columns: list[str], steps_done: int) -> dict[str,
         return {}
     last = df.iloc[-1]
     return {c: float(last[c]) for c in columns if c in df.columns}
+
+
+def fault_count(run_dir: Path) -> int:
+    """How many fault events (a Ray backend's lost colonies and shards) a run recorded; 0 when unreadable."""
+    try:
+        events = reader.events(run_dir)
+    except StoreError:
+        return 0
+    return int((events["kind"] == "fault").sum())
 
 
 def when(seconds: float | None) -> str:

@@ -9,15 +9,13 @@ The backend's shards and replication live in the run's stored spec (its `backend
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
 from dashboard import data
-from experiments import reader
-from experiments.reader import RunInfo, StoreError
+from experiments.reader import RunInfo
 
 #: Columns of `fault_table`, in order.
 FAULT_COLUMNS = ["step", "time", "kind", "colony or shard", "agents restored", "copies moved", "detail"]
@@ -53,15 +51,6 @@ def fault_table(events: pd.DataFrame) -> pd.DataFrame:
     for col in ("step", "agents restored", "copies moved"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")
     return out.sort_values("step", kind="stable").reset_index(drop=True)
-
-
-def fault_count(run_dir: Path) -> int:
-    """How many fault events a run recorded (0 when its events cannot be read)."""
-    try:
-        events = reader.events(run_dir)
-    except StoreError:
-        return 0
-    return int((events["kind"] == "fault").sum()) if "kind" in events else 0
 
 
 def backend(info: RunInfo) -> dict[str, Any]:

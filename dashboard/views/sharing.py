@@ -57,10 +57,11 @@ def _body(runs: list[RunInfo]) -> None:
 
 def _sharing(info: RunInfo, df: pd.DataFrame, view: pd.DataFrame, bucket: int) -> None:
     last = df.ffill().iloc[-1]  # sharing columns are empty for steps before sharing reported
-    shown = {"shared_entries": ("Entries shared", "{:,.0f}"), "shared_rejected": ("Batches rejected", "{:,.0f}"),
-             "registry_size": ("Registry records", "{:,.0f}"), "shared_ratio": ("Compression", "{:.1f} x"),
-             "malicious_vote_weight": ("Malicious vote weight", "{:.1%}")}
-    items = [(label, fmt.format(last[c])) for c, (label, fmt) in shown.items() if c in last and pd.notna(last[c])]
+    shown = {"shared_entries": ("Entries shared", "{:,.0f}", 1), "shared_rejected": ("Batches rejected", "{:,.0f}", 1),
+             "registry_size": ("Registry records", "{:,.0f}", 1), "shared_ratio": ("Compression", "{:.1f} x", 1),
+             "malicious_vote_weight": ("Malicious vote weight", "{:.1f} %", 100)}
+    items = [(label, fmt.format(scale * last[c])) for c, (label, fmt, scale) in shown.items()
+             if c in last and pd.notna(last[c])]
     for col, (label, value) in zip(st.columns(max(1, len(items))), items):
         col.metric(label, value)
     drawn = [(build, key) for cols, build, key in SHARING_FIGURES if any(c in df for c in cols)]

@@ -20,6 +20,7 @@ PAGES = [
     ("lineages.py", "Lineages", "lineages"),
     ("memory.py", "Memory", "memory"),
     ("gene_pool.py", "Gene pool", "gene-pool"),
+    ("sharing.py", "Sharing & faults", "sharing"),
     ("compare.py", "Compare & sweeps", "compare"),
 ]
 

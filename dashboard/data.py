@@ -30,6 +30,10 @@ SPECIALISATION_COLUMNS = ["specialization", "lineages", "routed_share"]
 HEADLINE_COLUMNS = ["population", "quality", "accuracy", "specialization", "lineages"]
 POOL_LEVEL_COLUMNS = ["pool_genes", "pool_unique_l1", "pool_unique_l2", "pool_unique_l3", "pool_unique_l4"]
 POOL_GROUPS = ("tier", "role", "status")
+#: Experience-sharing columns, present only when `sharing.enabled` is on (`swarm.sharing.METRICS`, which
+#: imports torch; a test keeps the two equal). The counters are totals since the run began.
+SHARING_COLUMNS = ["shared_batches", "shared_entries", "shared_rejected", "shared_bytes", "shared_ratio",
+                   "entries_voted_out", "entries_unvetted_out", "registry_size", "malicious_vote_weight"]
 MAX_POINTS = 600  # about one point per pixel of a half-width chart; also evens out per-step noise
 
 
@@ -74,11 +78,13 @@ def runs_frame(runs: list[RunInfo]) -> pd.DataFrame:
             "started": when(info.started), "backend": info.backend, "sweep": info.sweep_id or "",
             "params": json.dumps(info.params, sort_keys=True) if info.params else "",
         }
+        if info.status != "unreadable":
+            row["faults"] = fault_count(info.path)
         if info.status != "unreadable" and info.steps_done > 0:
             row.update(last_values(info.path, HEADLINE_COLUMNS, info.steps_done))
         row["problem"] = info.error or ""
         rows.append(row)
-    columns = ["run", "name", "status", "steps", "of", "seed", "started", "backend", "sweep", "params",
+    columns = ["run", "name", "status", "steps", "of", "seed", "started", "backend", "faults", "sweep", "params",
                *HEADLINE_COLUMNS, "problem"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -93,6 +99,15 @@ def last_values(run_dir: Path, columns: list[str], steps_done: int) -> dict[str,
         return {}
     last = df.iloc[-1]
     return {c: float(last[c]) for c in columns if c in df.columns}
+
+
+def fault_count(run_dir: Path) -> int:
+    """How many fault events (a Ray backend's lost colonies and shards) a run recorded; 0 when unreadable."""
+    try:
+        events = reader.events(run_dir)
+    except StoreError:
+        return 0
+    return int((events["kind"] == "fault").sum())
 
 
 def when(seconds: float | None) -> str:
@@ -181,6 +196,20 @@ def column_groups(names: list[str]) -> dict[str, list[str]]:
 
 def has_pool(names: list[str]) -> bool:
     return any(c.startswith("pool_") for c in names)
+
+
+def has_sharing(names: list[str]) -> bool:
+    return any(c in SHARING_COLUMNS for c in names)
+
+
+def per_step(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Adds `<column>_per_step` for each running-total column present: the step-to-step increase
+    (the first row keeps its own value; a total never shrinks, so drops read as 0)."""
+    out = df.copy()
+    for c in columns:
+        if c in out:
+            out[f"{c}_per_step"] = out[c].diff().fillna(out[c]).clip(lower=0)
+    return out
 
 
 # ---- niches ---------------------------------------------------------------------------------

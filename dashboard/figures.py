@@ -16,6 +16,7 @@ from dashboard.phylogeny import OTHER, Tree
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f", "#393b79", "#ad494a"]
 GREY = "#c7c7c7"
+FAULT_COLORS = {"colony_lost": "#d62728", "shard_lost": "#ff7f0e"}  # fault kinds (dashboard.faults)
 HEIGHT = 380
 
 #: metric column -> (what it is, unit). Units are "" for pure counts of a kind named in the label.
@@ -45,6 +46,15 @@ METRICS: dict[str, tuple[str, str]] = {
     "pool_bytes": ("Stored bytes", "bytes"),
     "pool_bytes_naive": ("Bytes without dedup", "bytes"),
     "pool_dedup_ratio": ("Dedup ratio", "naive bytes / stored bytes"),
+    "shared_batches": ("Shared batches accepted (total)", "batches"),
+    "shared_entries": ("Shared entries accepted (total)", "entries"),
+    "shared_rejected": ("Shared batches rejected (total)", "batches"),
+    "shared_bytes": ("Bytes shared (total)", "bytes"),
+    "shared_ratio": ("BitDelta compression ratio", "raw bytes / bytes sent"),
+    "entries_voted_out": ("Entries voted out (total)", "entries"),
+    "entries_unvetted_out": ("Unvetted entries aged out (total)", "entries"),
+    "registry_size": ("Experience registry size", "records"),
+    "malicious_vote_weight": ("Malicious colonies' vote weight", "share of all vote weight"),
 }
 
 
@@ -86,8 +96,34 @@ def lines(df: pd.DataFrame, series: list[tuple[str, str]], title: str, y_title: 
 
 
 # ---- Population ------------------------------------------------------------------------------
-def population_figure(df: pd.DataFrame, bucket: int = 1) -> go.Figure:
-    return lines(df, [("population", "living agents")], "Population: living agents", "agents", bucket)
+def population_figure(df: pd.DataFrame, bucket: int = 1, faults: pd.DataFrame | None = None) -> go.Figure:
+    """Living agents over time; with `faults` (a `dashboard.faults.fault_table`), a dashed vertical
+    line per fault and a marker per fault at the top whose hover says what was lost."""
+    if faults is None or faults.empty:
+        return lines(df, [("population", "living agents")], "Population: living agents", "agents", bucket)
+    steps = faults["step"].astype(float).to_numpy()
+    shapes = [dict(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1,
+                   line=dict(color=FAULT_COLORS.get(k, GREY), width=1, dash="dash"))
+              for x, k in zip(steps, faults["kind"])]
+    traces = [_line(df, "population", "living agents")] if "population" in df else []
+    layout = _layout("Population: living agents", step_title(bucket), "agents", shapes=shapes,
+                     yaxis=dict(title=dict(text="agents"), rangemode="tozero"),
+                     yaxis2=dict(overlaying="y", range=[0, 1], visible=False, fixedrange=True))
+    return go.Figure(data=traces + _fault_markers(faults), layout=layout)
+
+
+def _fault_markers(faults: pd.DataFrame) -> list[go.Scatter]:
+    """One marker trace per fault kind along the top of the plot (the legend and hover of the lines)."""
+    traces = []
+    for kind, part in faults.groupby("kind", sort=True):
+        text = [f"{kind}: {where}" + (f", {a} agents restored" if pd.notna(a) else "")
+                + (f", {c} copies moved" if pd.notna(c) else "")
+                for where, a, c in zip(part["colony or shard"], part["agents restored"], part["copies moved"])]
+        traces.append(go.Scatter(x=part["step"].astype(float).to_numpy(), y=[1.0] * len(part), yaxis="y2",
+                                 mode="markers", name=f"fault: {kind.replace('_', ' ')}", text=text,
+                                 hovertemplate="step %{x}: %{text}<extra></extra>",
+                                 marker=dict(symbol="triangle-down", size=10, color=FAULT_COLORS.get(kind, GREY))))
+    return traces
 
 
 def turnover_figure(df: pd.DataFrame, bucket: int = 1) -> go.Figure:
@@ -285,6 +321,41 @@ def breakdown_figure(df: pd.DataFrame, columns: list[str], prefix: str, title: s
         traces.append(go.Scatter(x=df["step"].to_numpy(), y=df[c].to_numpy(dtype=float), name=name, mode="lines",
                                  stackgroup="one", line=dict(width=0.5, color=color) if color else dict(width=0.5)))
     return go.Figure(data=traces, layout=_layout(title, step_title(bucket), unit))
+
+
+# ---- Experience sharing ---------------------------------------------------------------------------
+def shared_entries_figure(df: pd.DataFrame, bucket: int = 1) -> go.Figure:
+    """Entries accepted from other colonies per step (from `data.per_step` of `shared_entries`)."""
+    return lines(df, [("shared_entries_per_step", "entries shared")], "Experience shared: entries per step",
+                 "entries / step", bucket)
+
+
+def rejected_batches_figure(df: pd.DataFrame, bucket: int = 1) -> go.Figure:
+    return lines(df, [("shared_rejected", "batches rejected")],
+                 "Rejected batches (failed the receiver's checks; total so far)", "batches", bucket)
+
+
+def entries_removed_figure(df: pd.DataFrame, bucket: int = 1) -> go.Figure:
+    return lines(df, [("entries_voted_out", "voted out"), ("entries_unvetted_out", "unvetted, aged out")],
+                 "Shared entries removed (total so far)", "entries", bucket)
+
+
+def registry_size_figure(df: pd.DataFrame, bucket: int = 1) -> go.Figure:
+    return lines(df, [("registry_size", "records")], "Experience registry size (one record per shared entry)",
+                 "records", bucket)
+
+
+def compression_ratio_figure(df: pd.DataFrame, bucket: int = 1) -> go.Figure:
+    """BitDelta compression of what was sent; 0 (nothing sent yet) is left blank."""
+    if "shared_ratio" in df:
+        df = df.assign(shared_ratio=df["shared_ratio"].where(df["shared_ratio"] > 0))
+    return lines(df, [("shared_ratio", "compression ratio")], "BitDelta compression (raw bytes / bytes sent)",
+                 "ratio (x)", bucket)
+
+
+def malicious_weight_figure(df: pd.DataFrame, bucket: int = 1) -> go.Figure:
+    return lines(df, [("malicious_vote_weight", "malicious colonies")], "Vote weight held by malicious colonies",
+                 "% of all vote weight", bucket, scale=100.0, y_range=[0, 101])
 
 
 # ---- Compare and sweeps ------------------------------------------------------------------------------

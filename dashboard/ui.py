@@ -54,7 +54,7 @@ def sidebar(runs: list[RunInfo]) -> None:
                 running = [str(r.path) for r in runs if r.status == "running"]
                 st.session_state["run"] = (running or options)[0]
             st.selectbox("Run", options, key="run", format_func=lambda p: labels.get(p, Path(p).name),
-                         help="The run the Population, Specialisation, Lineages, Memory and Gene pool pages show.")
+                         help="The run the Population, Specialisation, Lineages, Memory, Gene pool and Sharing & faults pages show.")
         st.session_state.setdefault("live", True)
         st.toggle("Live refresh", key="live",
                   help=f"While the run is running, its pages redraw every {REFRESH_SECONDS:g} s.")

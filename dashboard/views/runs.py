@@ -41,6 +41,8 @@ def _table(runs: list[RunInfo]) -> None:
     st.dataframe(shown, hide_index=True, key="runs_table", column_config={
         "steps": st.column_config.NumberColumn("steps done", format="%d"),
         "of": st.column_config.NumberColumn("of", format="%d"),
+        "faults": st.column_config.NumberColumn("faults", format="%d",
+                                                help="Lost colonies and memory shards (runs on Ray); see Sharing & faults."),
         "agents": st.column_config.NumberColumn("agents (now)", format="%d"),
         "answer quality": st.column_config.NumberColumn("answer quality (cosine)", format="%.3f"),
         "accuracy": st.column_config.NumberColumn("accuracy (share)", format="%.3f"),

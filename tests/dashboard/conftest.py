@@ -12,7 +12,7 @@ import pytest
 from dashboard.launch import APP, ROOT_ENV
 from tests.dashboard.stores import write_run, write_sweep
 
-PAGES = ["runs", "population", "specialisation", "lineages", "memory", "gene_pool", "compare"]
+PAGES = ["runs", "population", "specialisation", "lineages", "memory", "gene_pool", "sharing", "compare"]
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,12 @@ STATUSES = ["ACTIVE", "OPTIMIZED", "DEPRECATED", "ARCHIVED"]
 
 
 def open_run(run_dir: Path, steps_total: int = 40, sweep_id: str | None = None,
-             params: dict | None = None, seed: int = 0) -> RunStore:
+             params: dict | None = None, seed: int = 0, backend: str = "serial") -> RunStore:
     run_dir.mkdir(parents=True, exist_ok=True)
-    return RunStore.create(run_dir / "run.sqlite", name=run_dir.name.split("-")[0], spec_yaml="run:\n  steps: 40\n",
+    spec = f"run:\n  steps: 40\nbackend:\n  name: {backend}\n  shards: 4\n  replication: 3\n"
+    return RunStore.create(run_dir / "run.sqlite", name=run_dir.name.split("-")[0], spec_yaml=spec,
                            seed=seed, version="0.1.0", git_commit="test", steps_total=steps_total,
-                           sweep_id=sweep_id, params=params)
+                           sweep_id=sweep_id, params=params, backend=backend)
 
 
 class Swarm:
@@ -69,7 +70,7 @@ class Swarm:
 
 
 def metrics_row(step: int, swarm: Swarm, births: int, deaths: int, rng: np.random.Generator, pool: bool,
-                shards: int) -> dict[str, float]:
+                shards: int, sharing: bool = False) -> dict[str, float]:
     pop = float(len(swarm.alive))
     fit = np.sort(rng.random(int(pop))) * (0.2 + step / 100)
     row = {
@@ -91,6 +92,11 @@ def metrics_row(step: int, swarm: Swarm, births: int, deaths: int, rng: np.rando
         row.update({f"pool_tier_{t}": genes * w for t, w in zip(TIERS, (0.4, 0.3, 0.2, 0.1))})
         row.update({f"pool_role_{r}": genes / len(ROLES) for r in ROLES})
         row.update({f"pool_status_{s}": genes * w for s, w in zip(STATUSES, (0.7, 0.2, 0.08, 0.02))})
+    if sharing:  # running totals, as swarm.sharing.Exchange reports them: 6 entries in 2 batches a step
+        row.update({"shared_batches": 2.0 * step, "shared_entries": 6.0 * step, "shared_rejected": float(step // 5),
+                    "shared_bytes": 600.0 * step, "shared_ratio": 8.0, "entries_voted_out": float(step // 4),
+                    "entries_unvetted_out": float(step // 10), "registry_size": 6.0 * step,
+                    "malicious_vote_weight": 0.3 * 0.95 ** step})
     for i in range(shards):
         row[f"shard_{i}_entries"] = 10.0 * step + i
         row[f"shard_{i}_replicas_ok"] = 3.0 if (step + i) % 17 else 2.0
@@ -99,17 +105,23 @@ def metrics_row(step: int, swarm: Swarm, births: int, deaths: int, rng: np.rando
 
 def write_run(run_dir: Path, steps: int = 40, *, steps_total: int | None = None, seed: int = 0,
               pool: bool = False, shards: int = 0, snapshot_every: int = 10, status: str = "finished",
-              sweep_id: str | None = None, params: dict | None = None, quality_shift: float = 0.0) -> Path:
-    """A whole run: founders at step 0, `steps` steps of metrics, lineage and snapshots, final status."""
-    store = open_run(run_dir, steps_total or steps, sweep_id, params, seed)
+              sweep_id: str | None = None, params: dict | None = None, quality_shift: float = 0.0,
+              sharing: bool = False, faults: dict[int, list[dict]] | None = None, backend: str = "serial") -> Path:
+    """A whole run: founders at step 0, `steps` steps of metrics, lineage and snapshots, final status.
+
+    `faults` maps a step to the fault details recorded after it (as the runner writes a Ray backend's).
+    """
+    store = open_run(run_dir, steps_total or steps, sweep_id, params, seed, backend)
     swarm = Swarm(seed)
     rng = np.random.default_rng(seed + 1)
     store.write_step(0, {}, births=swarm.founders())
     for step in range(1, steps + 1):
         births, deaths = swarm.step(step)
-        row = metrics_row(step, swarm, len(births), len(deaths), rng, pool, shards)
+        row = metrics_row(step, swarm, len(births), len(deaths), rng, pool, shards, sharing)
         row["quality"] += quality_shift
         store.write_step(step, row, births=births, deaths=deaths)
+        for fault in (faults or {}).get(step, []):
+            store.event(step, "fault", fault)
         if snapshot_every and step % snapshot_every == 0:
             store.write_snapshot(step, swarm.snapshot())
     if status != "running":

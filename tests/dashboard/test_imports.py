@@ -21,7 +21,7 @@ def run_python(code: str) -> dict:
 def test_plain_modules_import_neither_torch_ray_nor_streamlit():
     loaded = run_python(
         "import sys, json\n"
-        "import dashboard, dashboard.data, dashboard.figures, dashboard.phylogeny, dashboard.launch\n"
+        "import dashboard, dashboard.data, dashboard.faults, dashboard.figures, dashboard.phylogeny, dashboard.launch\n"
         "import experiments.reader\n"
         "print(json.dumps({m: m in sys.modules for m in ('torch', 'ray', 'streamlit', 'mesa')}))\n"
     )
@@ -37,7 +37,7 @@ def test_running_every_page_imports_neither_torch_nor_ray(tmp_path):
         "import dashboard.ui, dashboard.views.population\n"
         "at = AppTest.from_file('dashboard/app.py', default_timeout=60).run()\n"
         "errors = len(at.exception)\n"
-        "for page in ('population', 'specialisation', 'lineages', 'memory', 'gene_pool', 'compare'):\n"
+        "for page in ('population', 'specialisation', 'lineages', 'memory', 'gene_pool', 'sharing', 'compare'):\n"
         "    at.switch_page(f'views/{page}.py').run()\n"
         "    errors += len(at.exception)\n"
         "print(json.dumps({'torch': 'torch' in sys.modules, 'ray': 'ray' in sys.modules, 'errors': errors}))\n"

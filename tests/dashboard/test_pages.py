@@ -158,7 +158,7 @@ def test_live_run_updates_then_stops(app, tmp_path):
 def test_every_page_handles_a_failed_run(app, tmp_path):
     write_run(tmp_path / "fail-1", 12, status="failed")
     a = app(tmp_path)
-    for page in ["population", "specialisation", "lineages", "memory", "gene_pool", "compare"]:
+    for page in ["population", "specialisation", "lineages", "memory", "gene_pool", "sharing", "compare"]:
         a.page(page)
         assert a.at.exception == [], page
         if page != "compare":

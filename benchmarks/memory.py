@@ -18,7 +18,8 @@ probes=0, max_bucket=4`) are measured on the same entries and queries as a secon
 change the headline settings; `--threads N` runs both sides on N torch threads (on a shared
 machine one thread gives steadier figures: a 2-thread op waits whenever another job holds a core).
 
-    python -m benchmarks.memory [--entries 1000000] [--dim 64] [--queries 2000] [--quick] [--json]
+    python -m benchmarks.memory [--entries 1000000] [--dim 64] [--queries 2000] [--bands 8] [--rows 32]
+        [--probes 32] [--max-bucket 32] [--threads 0] [--quick] [--json]
 """
 
 from __future__ import annotations

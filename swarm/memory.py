@@ -11,6 +11,7 @@ lazily after writes (one argsort per band).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -107,32 +108,11 @@ class SharedMemory:
         )
         if k == 0 or self.size == 0:
             return out
-        sorted_keys, order = self._sorted_index()
-        qbands = self._band_values(self._bits(queries)).T.contiguous()  # (bands, B)
-        lo = torch.searchsorted(sorted_keys, qbands << 31)  # (bands, B)
-        hi = torch.searchsorted(sorted_keys, (qbands << 31) | ((1 << 31) - 1), right=True)
-        lo = torch.maximum(lo, hi - self.p.max_bucket)  # keep the most recent per bucket
-        counts = (hi - lo).flatten()  # (bands * B,)
-        if int(counts.sum()) == 0:
+        entries, present = self._candidates(queries)  # (B, W) each
+        if entries.shape[1] == 0:
             return out
-        total = int(counts.sum())
-        starts = lo.flatten().repeat_interleave(counts)  # (C,) bucket start of each candidate
-        offset = torch.arange(total) - (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
-        pair_band = torch.arange(self.p.bands).repeat_interleave(b).repeat_interleave(counts)
-        pair_query = torch.arange(b).repeat(self.p.bands).repeat_interleave(counts)
-        pair_entry = order[pair_band, starts + offset]
-        n = len(self.valid)
-        pair = torch.unique(pair_query * n + pair_entry)  # dedup across bands; sorted by query
-        pair_query, pair_entry = pair // n, pair % n
-
-        # candidates laid out in a padded (B, width) table; exact cosine by one bmm; top-k per row
-        group = torch.bincount(pair_query, minlength=b)  # (B,)
-        column = torch.arange(len(pair)) - (torch.cumsum(group, 0) - group)[pair_query]
-        width = int(group.max())
-        entries = torch.zeros(b, width, dtype=torch.long)
-        present = torch.zeros(b, width, dtype=torch.bool)
-        entries[pair_query, column] = pair_entry
-        present[pair_query, column] = True
+        width = entries.shape[1]
+        # exact cosine of every candidate by one gather + bmm; top-k by similarity x fitness per row
         stored = self.query.index_select(0, entries.flatten()).view(b, width, self.dim)  # (B, W, D)
         sims = torch.bmm(stored, queries.unsqueeze(2)).squeeze(2)  # (B, W)
         ok = present & (sims >= self.p.min_similarity)
@@ -148,6 +128,66 @@ class SharedMemory:
         out.valid[:, :top] = ok
         out.slot[:, :top] = torch.where(ok, chosen, -1)
         return out
+
+    def _probe_values(self, queries: torch.Tensor) -> torch.Tensor:
+        """(B, D) queries -> (bands, B, 1 + probes) band values to look up.
+
+        The first is the query's own band value; with `probes` > 0 the others flip the band's
+        least-confident bits (those whose projections lie closest to 0), most likely first: the
+        `probes` flip sets with the smallest summed |projection| among the band's
+        min(rows, probes, 10) least-confident bits.
+        """
+        proj = queries @ self.planes.T  # (B, 256)
+        own = self._band_values(proj > 0)  # (B, bands)
+        if self.p.probes == 0:
+            return own.T.unsqueeze(2)
+        m = min(self.p.rows, self.p.probes, 10)  # the best `probes` flip sets use only these bits
+        conf = proj.abs().view(len(queries), self.p.bands, self.p.rows)  # (B, bands, rows)
+        low, bit = torch.topk(conf, m, dim=2, largest=False)  # (B, bands, m)
+        subsets = _flip_sets(m)  # (S, m) 0/1 flip sets, S = 2^m - 1
+        cost = low @ subsets.T.float()  # (B, bands, S) summed |projection| of the flipped bits
+        pick = torch.topk(cost, min(self.p.probes, len(subsets)), dim=2, largest=False).indices  # (B, bands, P)
+        weight = 1 << (self.p.rows - 1 - bit)  # (B, bands, m) value of each bit in the band value
+        flips = (subsets[pick] * weight.unsqueeze(2)).sum(-1)  # (B, bands, P)
+        return torch.cat([own.unsqueeze(2), own.unsqueeze(2) ^ flips], 2).permute(1, 0, 2)
+
+    def _candidates(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D) queries -> (B, W) distinct candidate slots per query, ascending, and (B, W) present.
+
+        Per probed bucket at most `max_bucket` most recent entries. A query's candidates from all
+        bands and probes go into one row; sorting the rows drops the repeats. Absent cells hold 0.
+        """
+        sorted_keys, order = self._sorted_index()  # (bands, N)
+        b, n = len(queries), len(self.valid)
+        values = self._probe_values(queries)  # (bands, B, P)
+        flat = values.reshape(self.p.bands, -1).contiguous()  # (bands, B * P)
+        lo = torch.searchsorted(sorted_keys, flat << 31)  # (bands, B * P)
+        hi = torch.searchsorted(sorted_keys, (flat << 31) | ((1 << 31) - 1), right=True)
+        if self.p.rows == 32:  # an all-ones band value would also match the free slots' sentinel
+            hi = hi.clamp_max(int(self._indexed().sum()))
+        lo = torch.maximum(lo, hi - self.p.max_bucket)  # keep the most recent per bucket
+        # as positions in the flattened (bands * N) order, buckets query-major: (M,), M = B * bands * P
+        shift = torch.arange(self.p.bands).unsqueeze(1) * n  # (bands, 1)
+        lo = (lo + shift).view_as(values).transpose(0, 1).flatten()
+        counts = (hi + shift).view_as(values).transpose(0, 1).flatten() - lo  # (M,) candidates per bucket
+        total = int(counts.sum())
+        if total == 0:
+            return torch.zeros(b, 0, dtype=torch.long), torch.zeros(b, 0, dtype=torch.bool)
+        bucket = torch.repeat_interleave(counts)  # (C,) probed bucket of each candidate
+        first = torch.cumsum(counts, 0) - counts  # (M,) where each bucket's candidates start
+        slot = order.view(-1)[lo[bucket] + torch.arange(total) - first[bucket]]  # (C,)
+        per_query = counts.view(b, -1).sum(1)  # (B,)
+        query = bucket // (len(counts) // b)  # (C,)
+        column = torch.arange(total) - (torch.cumsum(per_query, 0) - per_query)[query]
+        rows = torch.full((b, int(per_query.max())), n, dtype=torch.long)  # n marks no candidate
+        rows[query, column] = slot
+        rows = torch.sort(rows, dim=1).values
+        repeat = torch.zeros_like(rows, dtype=torch.bool)
+        repeat[:, 1:] = rows[:, 1:] == rows[:, :-1]
+        rows = torch.sort(rows.masked_fill(repeat, n), dim=1).values  # distinct slots first
+        rows = rows[:, :int((rows < n).sum(1).max())]
+        present = rows < n
+        return torch.where(present, rows, 0), present
 
     # ---- writes -----------------------------------------------------------------------------
     def store(
@@ -232,6 +272,13 @@ _BYTE_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 def _pack(bits: torch.Tensor) -> torch.Tensor:
     """(B, 256) bool -> (B, 32) uint8, most significant bit first."""
     return (bits.view(len(bits), -1, 8).to(torch.uint8) * _BYTE_WEIGHTS).sum(-1, dtype=torch.uint8)
+
+
+@functools.cache
+def _flip_sets(m: int) -> torch.Tensor:
+    """(2^m - 1, m) int64: every non-empty subset of m bits as a 0/1 row."""
+    codes = torch.arange(1, 2 ** m)
+    return (codes.unsqueeze(1) >> torch.arange(m)) & 1
 
 
 def _unpack(keys: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,11 @@ class MemoryParams(_Section):
     rows: int = Field(16, ge=1, le=32, description="bits per band")
     top_k: int = Field(8, ge=0, le=256, description="stored answers returned per query")
     max_bucket: int = Field(4, ge=1, description="most recent candidates taken from one bucket")
+    probes: int = Field(
+        0, ge=0, le=1023,
+        description="extra buckets probed per band (multi-probe): the query's band value with its "
+        "least-confident bits flipped, most likely first; 0 probes only the query's own bucket",
+    )
     min_similarity: float = Field(
         0.5, ge=-1.0, le=1.0, description="cosine between queries below which a stored answer is no hit"
     )

@@ -15,8 +15,8 @@ from swarm.shard import MemoryShard
 DIM = 16
 
 
-def make(shards=4, replication=3, capacity=4000, vnodes=64, seed=0):
-    params = MemoryParams(capacity=capacity, max_bucket=64, min_similarity=0.0)
+def make(shards=4, replication=3, capacity=4000, vnodes=64, seed=0, probes=0):
+    params = MemoryParams(capacity=capacity, max_bucket=64, min_similarity=0.0, probes=probes)
     backend = BackendParams(name="ray", shards=shards, replication=replication, virtual_nodes=vnodes)
     transport = LocalTransport()
 
@@ -58,8 +58,9 @@ def test_ring_change_moves_about_one_nth_of_the_copies():
     assert set(after[(after != before).any(1)].flatten().tolist()) >= {4}
 
 
-def test_every_entry_lands_on_its_replicas_and_lookup_matches_one_memory():
-    mem, params = make()
+@pytest.mark.parametrize("probes", [0, 8])  # shards run SharedMemory's lookup, multi-probe included
+def test_every_entry_lands_on_its_replicas_and_lookup_matches_one_memory(probes):
+    mem, params = make(probes=probes)
     q, fit = fill(mem, 1500)
     counts = mem.replica_counts()
     assert len(counts) == 1500 and set(counts.values()) == {3}

@@ -15,11 +15,12 @@ near neighbours, and multi-probe (32 extra buckets per band, the least-confident
 find the neighbours whose key differs in a few bits. The simulation's defaults (`bands=16, rows=16,
 probes=0, max_bucket=4`) are measured on the same entries and queries as a second line
 (`default_settings` in the JSON), for comparison only. `--bands/--rows/--probes/--max-bucket`
-change the headline settings; `--threads N` runs both sides on N torch threads (on a shared
-machine one thread gives steadier figures: a 2-thread op waits whenever another job holds a core).
+change the headline settings. Both sides run on `--threads` torch threads, 1 by default: a
+per-core comparison (colony actors and claim runs use one thread each), and on a shared machine the
+steadier one (a 2-thread op waits whenever another job holds a core; 0 keeps torch's default).
 
     python -m benchmarks.memory [--entries 1000000] [--dim 64] [--queries 2000] [--bands 8] [--rows 32]
-        [--probes 32] [--max-bucket 32] [--threads 0] [--quick] [--json]
+        [--probes 32] [--max-bucket 32] [--threads 1] [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=32)
     ap.add_argument("--max-bucket", type=int, default=32)
     ap.add_argument("--batch", type=int, default=250)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for both sides (0: torch's default)")
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke variant")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

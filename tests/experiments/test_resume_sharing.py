@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from experiments import reader
 from experiments.runner import latest_checkpoint, load_checkpoint, run_spec
 from experiments.spec import load_spec
 from swarm.sharing import ExperienceRegistry
+from tests.conftest import states_equal
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "experiments" / "configs" / "smoke.yaml"
@@ -26,17 +26,6 @@ def _root(sharing: dict) -> str:
     registry = ExperienceRegistry()
     registry.load_state_dict(sharing["registry"])
     return registry.root()
-
-
-def _equal(a, b) -> bool:
-    """Nested state dicts equal value for value (NaN equals NaN)."""
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, torch.Tensor):
-        return a.dtype == b.dtype and a.shape == b.shape and bool(((a == b) | a.isnan() & b.isnan()).all())
-    return a == b
 
 
 def test_interrupted_shared_run_resumes_to_the_same_metrics_registry_and_votes(tmp_path):
@@ -64,5 +53,5 @@ def test_interrupted_shared_run_resumes_to_the_same_metrics_registry_and_votes(t
     assert a["registry_size"].iloc[-1] > len(halfway["registry"]["lengths"])  # it kept growing after the resume
     end_a, end_b = load_checkpoint(latest_checkpoint(whole)), load_checkpoint(latest_checkpoint(cut))
     assert _root(end_a["sharing"]) == _root(end_b["sharing"]) != _root(halfway)
-    assert _equal(end_a["sharing"], end_b["sharing"])  # registry, votes, reports, counters, identities
-    assert _equal(end_a["memory"], end_b["memory"])
+    assert states_equal(end_a["sharing"], end_b["sharing"])  # registry, votes, reports, counters, identities
+    assert states_equal(end_a["memory"], end_b["memory"])

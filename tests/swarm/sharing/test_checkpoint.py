@@ -8,6 +8,7 @@ import torch
 from experiments.spec import validate
 from swarm.model import SwarmModel
 from swarm.sharing import ExperienceRegistry
+from tests.conftest import states_equal
 
 SPEC = {
     "colony": {"count": 3, "capacity": 48, "initial_agents": 16},
@@ -27,17 +28,6 @@ def _metrics(model: SwarmModel) -> dict[str, float]:
     return {k: v for k, v in model.metrics.items() if k != "seconds"}
 
 
-def _equal(a, b) -> bool:
-    """Nested state dicts equal value for value (NaN equals NaN)."""
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, torch.Tensor):
-        return a.dtype == b.dtype and a.shape == b.shape and bool(((a == b) | a.isnan() & b.isnan()).all())
-    return a == b
-
-
 def test_restored_model_continues_exactly_with_registry_votes_and_removals(tmp_path):
     spec = _spec()
     a = SwarmModel(spec, seed=2)
@@ -55,7 +45,7 @@ def test_restored_model_continues_exactly_with_registry_votes_and_removals(tmp_p
         assert _metrics(a) == _metrics(b)
     assert a.metrics["registry_size"] > 12 * 32  # honest entries and the flooder's junk kept arriving
     assert b.sharing.registry.root() == a.sharing.registry.root()
-    assert _equal(a.state_dict(), b.state_dict())  # votes, reports, cache, memory, rngs
+    assert states_equal(a.state_dict(), b.state_dict())  # votes, reports, cache, memory, rngs
 
 
 def test_registry_round_trip_keeps_root_and_a_tampered_record_stays_detectable():
@@ -81,7 +71,7 @@ def test_checkpoint_whose_sharing_does_not_match_the_spec_is_refused(saved, load
     before = b.state_dict()
     with pytest.raises(ValueError, match=message):
         b.load_state_dict(a.state_dict())
-    assert _equal(b.state_dict(), before)  # refused before anything changed
+    assert states_equal(b.state_dict(), before)  # refused before anything changed
 
 
 def test_checkpoint_of_another_seed_or_colony_count_has_other_identities():

@@ -66,24 +66,36 @@ def starvation(quick: bool) -> ClaimResult:
     base, steps, seeds = _base(quick)
     if quick:  # malicious lineages are gone within a few dozen steps
         steps, seeds = 120, seeds[:1]
-    runs, rows = {}, []
-    for share in (0.1, 0.33):
-        for rule in ("weighted_mean", "median", "trimmed_mean"):
+    rules = ("mean", "weighted_mean", "median", "trimmed_mean")
+    runs, rows, clean = {}, [], {}
+    for share in (0.0, 0.1, 0.33):  # 0.0: the clean run each rule is compared with
+        for rule in rules:
             o = {"environment": {**base.get("environment", {}), "malicious": share}, "consensus": {"rule": rule}}
             dfs = [trajectory(merge(base, o), s, steps) for s in seeds]
+            quality_all = mean(float(df["quality"].mean()) for df in dfs)
+            quality_first = mean(float(df["quality"].iloc[: max(1, steps // 5)].mean()) for df in dfs)
+            if share == 0.0:
+                clean[rule] = (quality_all, quality_first)
+                continue
             runs[f"{share:.0%} malicious, {rule}"] = dfs
             rows.append({
                 "malicious_at_start": share, "rule": rule,
                 "malicious_share_end": mean(float(df["malicious_share"].iloc[-1]) for df in dfs),
                 "steps_to_half": mean(_first_below(df, share / 2) for df in dfs),
-                "quality_first": mean(float(df["quality"].iloc[: max(1, steps // 10)].mean()) for df in dfs),
+                "quality_first_fifth_vs_clean": quality_first / clean[rule][1],
+                "quality_run_vs_clean": quality_all / clean[rule][0],
                 "quality_last": mean(tail_mean(df, "quality") for df in dfs),
             })
     table = pd.DataFrame(rows)
     held = bool((table["malicious_share_end"] < table["malicious_at_start"] / 2).all())
+    heavy = table[table["malicious_at_start"] == 0.33].set_index("rule")
+    robust = ", ".join(f"{r} {heavy.loc[r, 'quality_run_vs_clean']:.2f} ({heavy.loc[r, 'quality_first_fifth_vs_clean']:.2f})"
+                       for r in rules)
     verdict = ("Held: under every consensus rule the malicious agents' share fell below half its start "
                f"(end shares {', '.join(f'{v:.2f}' for v in table['malicious_share_end'])})." if held else
                "Did not hold: some malicious populations kept more than half their share.")
+    verdict += (f" With 33% malicious agents, quality relative to a clean run with the same rule over the whole "
+                f"run (first fifth): {robust}.")
     return ClaimResult("Malicious agents starve", "Low-fitness agents are outcompeted; malicious agents are starved.",
                        verdict, held, table,
                        {"starvation": _lines(runs, "malicious_share", "Share of malicious agents",

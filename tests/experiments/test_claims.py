@@ -21,9 +21,12 @@ def test_specialisation_beats_both_controls():
 
 def test_malicious_agents_starve_under_every_rule():
     result = REGISTRY["starvation"](quick=True)
-    assert len(result.table) == 6
+    assert len(result.table) == 8 and set(result.table["rule"]) == {"mean", "weighted_mean", "median", "trimmed_mean"}
     assert (result.table["malicious_share_end"] < result.table["malicious_at_start"] / 2).all()
     assert result.held
+    heavy = result.table[result.table["malicious_at_start"] == 0.33].set_index("rule")
+    assert (heavy["quality_run_vs_clean"] > 0.85).all()  # selection removes them whatever the rule
+    assert (heavy["quality_first_fifth_vs_clean"] < 1.0).all()  # while they are many, they cost quality
 
 
 def test_cli_writes_a_report_and_refuses_unknown_names(tmp_path):

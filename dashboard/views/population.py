@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, figures, ui
+from dashboard import data, faults, figures, ui
+from experiments import reader
 from experiments.reader import RunInfo
 
 ABOUT = ("The swarm answers a stream of queries. Agents that answer well gain fitness and divide; "
@@ -31,7 +32,8 @@ def _body(runs: list[RunInfo]) -> None:
     view, bucket = data.downsample(data.with_rates(df))
     left, right = st.columns(2)
     with left:
-        ui.chart(figures.population_figure(view, bucket), "population_fig")
+        lost = faults.fault_table(reader.events(info.path))  # Ray runs: lost colonies and shards
+        ui.chart(figures.population_figure(view, bucket, faults=lost), "population_fig")
         ui.chart(figures.fitness_figure(view, bucket), "fitness_fig")
         ui.chart(figures.accuracy_figure(view, bucket), "accuracy_fig")
     with right:

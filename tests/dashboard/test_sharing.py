@@ -142,3 +142,14 @@ def test_page_without_sharing_or_faults_says_so(app, sharing_root):
 def test_runs_table_counts_faults(app, sharing_root):
     table = app(sharing_root).at.dataframe[0].value.set_index("run")
     assert table.loc["share-1", "faults"] == 2 and table.loc["plain-1", "faults"] == 0
+
+
+def test_population_page_marks_faults_of_a_ray_run(app, sharing_root):
+    ray_run = app(sharing_root, run="share-1").page("population")
+    assert ray_run.problems() == []
+    population = next(c for c in ray_run.charts() if c["layout"]["title"]["text"] == "Population: living agents")
+    assert [s["x0"] for s in population["layout"]["shapes"]] == [12.0, 25.0]
+    assert {t["name"] for t in population["data"]} >= {"fault: colony lost", "fault: shard lost"}
+    plain = app(sharing_root, run="plain-1").page("population")
+    population = next(c for c in plain.charts() if c["layout"]["title"]["text"] == "Population: living agents")
+    assert not population["layout"].get("shapes") and [t["name"] for t in population["data"]] == ["living agents"]

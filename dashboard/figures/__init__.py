@@ -1,0 +1,100 @@
+"""Plotly figures for the dashboard: pure functions from data frames to figures (no Streamlit).
+
+One module per subject: `base` (palette, metric names and units, layout, time-series lines),
+`population` (population, fitness, quality, niche heatmaps), `lineages` (Muller plot, family tree),
+`stores` (shared memory, gene pool, experience sharing) and `compare` (runs side by side, sweeps).
+"""
+
+from __future__ import annotations
+
+from dashboard.figures.base import (
+    FAULT_COLORS,
+    GREY,
+    HEIGHT,
+    METRICS,
+    PALETTE,
+    figure_layout,
+    line,
+    lines,
+    metric_label,
+    step_title,
+)
+from dashboard.figures.compare import (
+    compare_figure,
+    sweep_heatmap_figure,
+    sweep_line_figure,
+)
+from dashboard.figures.lineages import lineage_colors, muller_figure, phylogeny_figure
+from dashboard.figures.population import (
+    accuracy_figure,
+    fitness_figure,
+    niche_heatmap,
+    niche_share_heatmap,
+    population_figure,
+    quality_figure,
+    specialization_figure,
+    speed_figure,
+    turnover_figure,
+)
+from dashboard.figures.stores import (
+    CATEGORY_COLORS,
+    breakdown_figure,
+    category_order,
+    compression_ratio_figure,
+    dedup_ratio_figure,
+    entries_removed_figure,
+    evictions_figure,
+    malicious_weight_figure,
+    memory_entries_figure,
+    memory_rates_figure,
+    pool_bytes_figure,
+    pool_levels_figure,
+    registry_size_figure,
+    rejected_batches_figure,
+    shard_figure,
+    shared_entries_figure,
+)
+
+__all__ = [
+    "CATEGORY_COLORS",
+    "FAULT_COLORS",
+    "GREY",
+    "HEIGHT",
+    "METRICS",
+    "PALETTE",
+    "accuracy_figure",
+    "breakdown_figure",
+    "category_order",
+    "compare_figure",
+    "compression_ratio_figure",
+    "dedup_ratio_figure",
+    "entries_removed_figure",
+    "evictions_figure",
+    "figure_layout",
+    "fitness_figure",
+    "line",
+    "lineage_colors",
+    "lines",
+    "malicious_weight_figure",
+    "memory_entries_figure",
+    "memory_rates_figure",
+    "metric_label",
+    "muller_figure",
+    "niche_heatmap",
+    "niche_share_heatmap",
+    "phylogeny_figure",
+    "pool_bytes_figure",
+    "pool_levels_figure",
+    "population_figure",
+    "quality_figure",
+    "registry_size_figure",
+    "rejected_batches_figure",
+    "shard_figure",
+    "shared_entries_figure",
+    "specialization_figure",
+    "speed_figure",
+    "step_title",
+    "sweep_heatmap_figure",
+    "sweep_line_figure",
+    "turnover_figure",
+]

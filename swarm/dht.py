@@ -1,7 +1,8 @@
 """The shared memory as a distributed hash table over `MemoryShard`s (in-process or Ray actors).
 
 Placement: the 32-byte LSH key of each entry goes on a consistent-hash ring (`swarm.ring`) and
-the entry is written to its R distinct replica shards (R = backend.replication). Reads: every
+the entry is written to its R distinct replica shards (R = backend.replication), on distinct nodes
+when a `locate` function tells which node each shard runs on (zone-aware ring). Reads: every
 ring point is served by its first live replica, so one batched lookup per live shard returns each
 entry once; the driver merges the per-shard top-k by similarity x fitness, as `SharedMemory` does.
 Faults: a shard that fails a call leaves the ring; the survivors copy the entries whose replica
@@ -61,17 +62,21 @@ def _take(entries: dict, rows: torch.Tensor) -> dict:
 
 
 class DistributedMemory:
-    """Sharded, replicated LSH memory. `spawn(shard_id, capacity, planes)` makes a shard handle."""
+    """Sharded, replicated LSH memory. `spawn(shard_id, capacity, planes)` makes a shard handle;
+    `locate(handle)`, when given, names the node it runs on (copies of a key go to distinct nodes)."""
 
     def __init__(self, params: MemoryParams, dim: int, gen: torch.Generator, backend: BackendParams,
-                 spawn: Callable[[int, int, torch.Tensor], Any], transport: Any = None):
+                 spawn: Callable[[int, int, torch.Tensor], Any], transport: Any = None,
+                 locate: Callable[[Any], str] | None = None):
         self.p, self.dim, self.b = params, dim, backend
         self.planes = torch.randn(BITS, dim, generator=gen)  # the same draw as SharedMemory's
         self.shard_capacity = math.ceil(params.capacity * backend.replication / backend.shards)
         self.spawn = spawn
         self.transport = transport if transport is not None else LocalTransport()
+        self.locate = locate
         self.handles = {s: spawn(s, self.shard_capacity, self.planes) for s in range(backend.shards)}
-        self.ring = Ring.build(tuple(self.handles), backend.virtual_nodes, backend.replication)
+        self.zones = {s: locate(h) for s, h in self.handles.items()} if locate else {}
+        self.ring = Ring.build(tuple(self.handles), backend.virtual_nodes, backend.replication, self.zones)
         self.next_shard = backend.shards
         self.next_uid = 0
         self.size = 0  # distinct entries (each counted by its reading shard)
@@ -175,7 +180,9 @@ class DistributedMemory:
         s = self.next_shard
         self.next_shard += 1
         self.handles[s] = self.spawn(s, self.shard_capacity, self.planes)
-        old, self.ring = self.ring, self.ring.with_shard(s)
+        if self.locate:
+            self.zones[s] = self.locate(self.handles[s])
+        old, self.ring = self.ring, self.ring.with_shard(s, self.zones.get(s))
         return self._rebalance(old, self.ring, list(self.handles))
 
     def remove_shard(self, shard: int) -> int:
@@ -183,6 +190,7 @@ class DistributedMemory:
         old, self.ring = self.ring, self.ring.without_shard(shard)
         moved = self._rebalance(old, self.ring, list(self.handles))
         del self.handles[shard]
+        self.zones.pop(shard, None)
         return moved
 
     def _lost(self, shards: list[int]) -> None:
@@ -195,7 +203,9 @@ class DistributedMemory:
         dead |= set(self.transport.gather(others)[1])
         for s in dead:
             del self.handles[s]
-        old, self.ring = self.ring, Ring.build(tuple(self.handles), self.b.virtual_nodes, self.b.replication)
+            self.zones.pop(s, None)
+        old, self.ring = self.ring, Ring.build(tuple(self.handles), self.b.virtual_nodes, self.b.replication,
+                                               self.zones)
         moved = self._rebalance(old, self.ring, list(self.handles))
         for s in sorted(dead):
             fault = {"kind": "shard_lost", "shard": s, "copies_moved": moved}

@@ -75,6 +75,15 @@ def connect(backend: BackendParams) -> bool:
     return True
 
 
+class ShardActor(MemoryShard):
+    """A memory shard as a Ray actor, able to say which node it runs on (for zone-aware placement)."""
+
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+
 class ColonyWorker:
     """One colony's full `ColonyState`, brains and memory vectors included, in its own process."""
 
@@ -176,7 +185,7 @@ class RayBackend(SerialBackend):
         self.owns_ray = connect(spec.backend)
         opts = {"num_cpus": spec.backend.actor_cpus, "scheduling_strategy": "SPREAD", "max_restarts": 0}
         self.worker_cls = ray.remote(ColonyWorker).options(**opts)
-        self.shard_cls = ray.remote(MemoryShard).options(**opts)
+        self.shard_cls = ray.remote(ShardActor).options(**opts)
         self.workers: dict[int, Any] = {}
         self.faults: list[dict[str, Any]] = []
         self.checkpoint: dict[str, Any] | None = None
@@ -188,7 +197,10 @@ class RayBackend(SerialBackend):
         def spawn(s: int, capacity: int, planes: torch.Tensor) -> Any:
             return self.shard_cls.remote(s, self.spec.memory, dim, planes, capacity)
 
-        self.memory = DistributedMemory(self.spec.memory, dim, gen, self.spec.backend, spawn, RayTransport())
+        def locate(handle: Any) -> str:
+            return self.ray.get(handle.node.remote(), timeout=60)
+
+        self.memory = DistributedMemory(self.spec.memory, dim, gen, self.spec.backend, spawn, RayTransport(), locate)
         return self.memory
 
     def start(self, model: SwarmModel) -> None:

@@ -2,8 +2,12 @@
 
 Every shard puts `vnodes` points on a 64-bit ring. A key's position is a 64-bit mix of its 32
 bytes (so similar LSH codes still land far apart); its replicas are the first `replication`
-distinct shards met walking clockwise from that position. The walk is precomputed once per ring
-as a (V, R) preference table, so placing a batch of keys is one `searchsorted` and one gather.
+distinct shards met walking clockwise from that position. With zones (the Ray node each shard
+runs on) the walk is zone-aware, as Cassandra's rack-aware placement: it first takes shards of
+zones it has not used yet, so a key's R copies sit on min(R, zones) different nodes and losing
+one node never takes every copy; only then does it fill up with the next distinct shards. The walk
+is precomputed once per ring as a (V, R) preference table, so placing a batch of keys is one
+`searchsorted` and one gather.
 
 A ring is immutable: `with_shard` / `without_shard` return new rings, and comparing the old and
 new preference of a key tells exactly which copies move (about 1/N of them when a shard joins).
@@ -45,6 +49,25 @@ def _vnode_position(shard: int, v: int) -> int:
     return int.from_bytes(digest, "little")
 
 
+def _walk(doubled: np.ndarray, v: int, r: int, zone_of: dict[int, str]) -> list[int]:
+    """The r replicas of ring point v: distinct shards clockwise, a shard of an unused zone first."""
+    seen: list[int] = []  # distinct shards in clockwise order
+    picked: list[int] = []  # those that opened a new zone
+    zones: set[str] = set()
+    for s in doubled[v:v + len(doubled) // 2].tolist():
+        if s in seen:
+            continue
+        seen.append(s)
+        if zone_of[s] not in zones:
+            zones.add(zone_of[s])
+            picked.append(s)
+            if len(picked) == r:
+                return picked
+        if len(seen) == len(zone_of):
+            break
+    return (picked + [s for s in seen if s not in picked])[:r]
+
+
 @dataclass(frozen=True)
 class Ring:
     """Shard ids on the ring. V = len(shards) x vnodes points, R = replication."""
@@ -55,12 +78,16 @@ class Ring:
     positions: np.ndarray  # (V,) uint64, sorted
     owner: np.ndarray  # (V,) int64 shard id of each point
     preference: np.ndarray  # (V, R') int64: first R' = min(R, shards) distinct shards clockwise
+    zones: tuple[tuple[int, str], ...] = ()  # (shard, zone) pairs; a shard without one is its own zone
 
     @classmethod
-    def build(cls, shards: tuple[int, ...] | list[int], vnodes: int, replication: int) -> Ring:
+    def build(cls, shards: tuple[int, ...] | list[int], vnodes: int, replication: int,
+              zones: dict[int, str] | None = None) -> Ring:
+        """A ring of `shards`; `zones` maps a shard to the node it runs on (see the module doc)."""
         shards = tuple(sorted(set(int(s) for s in shards)))
         if not shards:
             raise ValueError("a ring needs at least one shard")
+        zone_of = {s: (zones or {}).get(s, f"shard-{s}") for s in shards}
         pos = np.array([_vnode_position(s, v) for s in shards for v in range(vnodes)], dtype=np.uint64)
         own = np.repeat(np.array(shards, dtype=np.int64), vnodes)
         order = np.argsort(pos, kind="stable")
@@ -69,15 +96,9 @@ class Ring:
         pref = np.empty((len(pos), r), dtype=np.int64)
         doubled = np.concatenate([own, own])
         for v in range(len(pos)):  # V is small (shards x vnodes) and rebuilt only on membership change
-            seen: list[int] = []
-            i = v
-            while len(seen) < r:
-                s = int(doubled[i])
-                if s not in seen:
-                    seen.append(s)
-                i += 1
-            pref[v] = seen
-        return cls(shards, vnodes, replication, pos, own, pref)
+            pref[v] = _walk(doubled, v, r, zone_of)
+        kept = tuple(sorted((s, z) for s, z in (zones or {}).items() if s in zone_of))
+        return cls(shards, vnodes, replication, pos, own, pref, kept)
 
     def point_of(self, positions: np.ndarray) -> np.ndarray:
         """(N,) uint64 key positions -> (N,) index of the first ring point at or after each."""
@@ -95,8 +116,10 @@ class Ring:
         out = self.preference[np.arange(len(ok)), first]
         return np.where(ok.any(1), out, -1)
 
-    def with_shard(self, shard: int) -> Ring:
-        return Ring.build(self.shards + (shard,), self.vnodes, self.replication)
+    def with_shard(self, shard: int, zone: str | None = None) -> Ring:
+        zones = dict(self.zones) | ({shard: zone} if zone is not None else {})
+        return Ring.build(self.shards + (shard,), self.vnodes, self.replication, zones)
 
     def without_shard(self, shard: int) -> Ring:
-        return Ring.build(tuple(s for s in self.shards if s != shard), self.vnodes, self.replication)
+        zones = {s: z for s, z in self.zones if s != shard}
+        return Ring.build(tuple(s for s in self.shards if s != shard), self.vnodes, self.replication, zones)

@@ -120,3 +120,20 @@ def test_state_dict_round_trip_keeps_every_entry():
 def test_replication_above_shards_is_rejected():
     with pytest.raises(ValueError, match="backend.replication"):
         BackendParams(shards=2, replication=3)
+
+
+def test_zone_aware_ring_puts_copies_on_distinct_nodes():
+    keys = torch.randint(0, 256, (5000, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    plain = Ring.build(range(6), vnodes=32, replication=3)
+    own_zone = Ring.build(range(6), vnodes=32, replication=3, zones={s: f"n{s}" for s in range(6)})
+    assert torch.equal(plain.replicas(keys), own_zone.replicas(keys))  # one shard a zone: the plain walk
+    nodes = {0: "a", 1: "a", 2: "a", 3: "a", 4: "b", 5: "b"}  # shards packed unevenly on two nodes
+    ring = Ring.build(range(6), vnodes=32, replication=3, zones=nodes)
+    reps = ring.replicas(keys)
+    assert all(len(set(r)) == 3 for r in reps.tolist())
+    spans = [len({nodes[s] for s in r}) for r in reps.tolist()]
+    assert min(spans) == 2  # losing either node leaves a copy of every key
+    assert min(len({nodes[s] for s in r}) for r in plain.replicas(keys).tolist()) == 1  # without zones, some do not
+    grown = ring.with_shard(6, "c")  # zones carry over to derived rings
+    assert {len({({**nodes, 6: 'c'})[s] for s in r}) for r in grown.replicas(keys).tolist()} == {3}
+    assert dict(grown.without_shard(0).zones) == {**{s: z for s, z in nodes.items() if s}, 6: "c"}

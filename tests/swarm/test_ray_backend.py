@@ -82,6 +82,13 @@ def test_node_removed_mid_run_loses_no_replicated_entry_and_the_run_finishes(clu
     def inject(model, step):
         if step == 7:  # after the checkpoint at step 5: take out the node of colony 0, mid-run
             seen["replicated"] = {u for u, n in model.memory.replica_counts().items() if n == 3}
+            seen["zones"] = set(model.memory.zones.values())
+            holders = model.memory._call({s: ("uids",) for s in model.memory.handles})
+            nodes: dict[int, set[str]] = {}
+            for s, uids in holders.items():
+                for u in uids.tolist():
+                    nodes.setdefault(u, set()).add(model.memory.zones[s])
+            seen["spans"] = {len(z) for z in nodes.values()}
             seen["population"] = model.metrics["population"]
             node = ray.get(model.backend.workers[0].node.remote())
             c.remove_node(next(w for w in workers if w.node_id == node))
@@ -98,6 +105,7 @@ def test_node_removed_mid_run_loses_no_replicated_entry_and_the_run_finishes(clu
     summary = run_spec(spec("ray", 12), tmp_path, progress=False, on_step=inject)
     assert summary["steps"] == 12
     assert len(seen["replicated"]) > 0
+    assert len(seen["zones"]) == 2 and seen["spans"] == {2}  # zone-aware ring: every entry on both nodes
     assert seen["kept"] == len(seen["replicated"])  # zero fully replicated entries lost
     assert seen["copies"] == {3}  # and each is back on three shards
     assert seen["evictions"] == 0

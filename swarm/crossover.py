@@ -18,10 +18,12 @@ as in division.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from swarm.colony import ColonyState
-from swarm.params import SwarmSpec
+from swarm.params import ReproductionParams, SwarmSpec
 
 
 def choose_partners(states: list[ColonyState], parent_colony: torch.Tensor, parent_slot: torch.Tensor,
@@ -44,9 +46,62 @@ def choose_partners(states: list[ColonyState], parent_colony: torch.Tensor, pare
     return partner
 
 
+@dataclass
+class Pairing:
+    """Who breeds with whom in one step's crossover."""
+
+    partner: torch.Tensor  # (n,) int64 partner slot in the parent's colony, -1 when the parent is alone
+    mate_id: torch.Tensor  # (n,) int64 agent id of the partner, -1 when none
+    seed: int  # the merge's random seed (DARE and breadcrumbs masks)
+
+
+def pair(states: list[ColonyState], parent_colony: torch.Tensor, parent_slot: torch.Tensor, spec: SwarmSpec,
+         gen: torch.Generator) -> Pairing:
+    """Choose every child's partner (a tournament in its parent's colony) and the merge seed."""
+    partner = choose_partners(states, parent_colony, parent_slot, spec.reproduction.tournament, gen)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    mate_id = torch.full_like(parent_slot, -1)
+    for c, st in enumerate(states):
+        mine = (parent_colony == c) & (partner >= 0)
+        mate_id[mine] = st.agent_id[partner[mine]]
+    return Pairing(partner, mate_id, seed)
+
+
+def merge_rows(mother: torch.Tensor, father: torch.Tensor, base: torch.Tensor, rp: ReproductionParams,
+               seed: int) -> torch.Tensor:
+    """(g, P) parents' rows, partners' rows and their colonies' mean living rows -> (g, P) merged
+    rows by `reproduction.method` (per-row statistics: one group per child)."""
+    from genome.recombine.merge import merge_tensors
+    from genome.recombine.registry import REGISTRY
+
+    method = REGISTRY[rp.method]
+    w = rp.partner_weight
+    options = {"t": w} if "t" in method.global_params else {}
+    if rp.method == "slerp":
+        return merge_tensors("slerp", [father], mother, None, options, grouped=True, name="brain")
+    per_model = {"weight": None, "density": rp.density}
+    given = [dict(per_model, weight=1.0 - w), dict(per_model, weight=w)]
+    model_params = [{k: v for k, v in p.items() if k in method.model_params} for p in given]
+    return merge_tensors(rp.method, [mother, father], base if method.needs_base else None, model_params,
+                         options, grouped=True, seed=seed, name="brain")
+
+
+def parents_rows(st: ColonyState, slots: torch.Tensor, partners: torch.Tensor, rp: ReproductionParams,
+                 seed: int) -> torch.Tensor:
+    """(n,) parent slots and partner slots (-1: none) in one colony -> (n, P) children's rows
+    before mutation: merged where a partner exists, the parent's own row otherwise."""
+    out = st.params[slots].clone()
+    paired = (partners >= 0).nonzero().squeeze(1)
+    if len(paired):
+        living = st.params[st.alive]
+        base = (living.mean(0) if len(living) else torch.zeros(st.params.shape[1])).expand(len(paired), -1)
+        out[paired] = merge_rows(out[paired], st.params[partners[paired]], base.contiguous(), rp, seed)
+    return out
+
+
 def breed(states: list[ColonyState], params: torch.Tensor, parent_colony: torch.Tensor,
-          parent_slot: torch.Tensor, spec: SwarmSpec, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Children's brains before mutation, and their second parents.
+          parent_slot: torch.Tensor, spec: SwarmSpec, gen: torch.Generator) -> tuple[torch.Tensor, Pairing]:
+    """Children's brains before mutation, and the pairing.
 
     Args:
         states: the colonies (parents still in their slots).
@@ -56,42 +111,22 @@ def breed(states: list[ColonyState], params: torch.Tensor, parent_colony: torch.
         gen: the simulation's generator.
 
     Returns:
-        (n, P) merged rows (a parent's own row where it found no partner), and (n,) int64 agent id
-        of each child's second parent (-1 where it found no partner).
+        (n, P) merged rows (a parent's own row where it found no partner), and the `Pairing`
+        (its `mate_id` is each child's second parent, -1 where it found no partner).
     """
-    from genome.recombine.merge import merge_tensors
-    from genome.recombine.registry import REGISTRY
-
-    rp = spec.reproduction
-    method = REGISTRY[rp.method]
-    partner = choose_partners(states, parent_colony, parent_slot, rp.tournament, gen)
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-    paired = (partner >= 0).nonzero().squeeze(1)
-    mate_id = torch.full_like(parent_slot, -1)
-    for c, st in enumerate(states):
-        mine = (parent_colony == c) & (partner >= 0)
-        mate_id[mine] = st.agent_id[partner[mine]]
-    if len(paired) == 0:
-        return params, mate_id
+    pairing = pair(states, parent_colony, parent_slot, spec, gen)
+    paired = (pairing.partner >= 0).nonzero().squeeze(1)
+    if len(paired) == 0 or params.shape[1] == 0:  # no pair, or brains live elsewhere (Ray colony actors)
+        return params, pairing
     mother = params[paired]  # (g, P)
     father = torch.empty_like(mother)
     base = torch.empty_like(mother)
     for c, st in enumerate(states):
         mine = parent_colony[paired] == c
         if bool(mine.any()):
-            father[mine] = st.params[partner[paired][mine]]
+            father[mine] = st.params[pairing.partner[paired][mine]]
             living = st.params[st.alive]
             base[mine] = living.mean(0) if len(living) else 0.0
-    w = rp.partner_weight
-    options = {"t": w} if "t" in method.global_params else {}
-    per_model = {"weight": None, "density": rp.density}
-    if rp.method == "slerp":
-        merged = merge_tensors("slerp", [father], mother, None, options, grouped=True, name="brain")
-    else:
-        given = [dict(per_model, weight=1.0 - w), dict(per_model, weight=w)]
-        model_params = [{k: v for k, v in p.items() if k in method.model_params} for p in given]
-        merged = merge_tensors(rp.method, [mother, father], base if method.needs_base else None, model_params,
-                               options, grouped=True, seed=seed, name="brain")
     out = params.clone()
-    out[paired] = merged
-    return out, mate_id
+    out[paired] = merge_rows(mother, father, base, spec.reproduction, pairing.seed)
+    return out, pairing

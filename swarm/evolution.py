@@ -35,6 +35,8 @@ class Births:
     noise_offset: torch.Tensor  # (n,) where the child's weight noise starts in the table
     memory_offset: torch.Tensor | None = None  # (n,) where the child's memory noise starts
     mate_id: torch.Tensor | None = None  # (n,) second parent under crossover, -1 for none; None: division
+    mate_slot: torch.Tensor | None = None  # (n,) that partner's slot in the parent's colony (crossover)
+    merge_seed: int = 0  # the crossover merge's seed (the Ray backend merges in the colony actors)
 
 
 def fitness_z(states: list[ColonyState]) -> torch.Tensor:
@@ -148,11 +150,11 @@ def divide(
         prior[mine] = st.fitness[slots].double()
         malicious[mine] = st.malicious[slots]
         st.counter[slots] = 0
-    mate_id = None
+    pairing = None
     if spec.reproduction.mode == "crossover":  # merge with a fit colony mate first (swarm/crossover.py)
         from swarm.crossover import breed
 
-        params, mate_id = breed(states, params, parent_colony, parent_slot, spec, gen)
+        params, pairing = breed(states, params, parent_colony, parent_slot, spec, gen)
     params.add_(noise.slices(w_off, n_params), alpha=spec.mutation.sigma)
     memory.add_(noise.slices(m_off, mem_dim), alpha=spec.mutation.sigma_memory)
 
@@ -173,5 +175,7 @@ def divide(
         st.niche_served[slots] = 0.0
         st.niche_reward[slots] = 0.0
         st.malicious[slots] = malicious[mine]
-    births = Births(child_id, parent_id, root_id, target, w_off, m_off, mate_id)
+    births = Births(child_id, parent_id, root_id, target, w_off, m_off)
+    if pairing is not None:
+        births.mate_id, births.mate_slot, births.merge_seed = pairing.mate_id, pairing.partner, pairing.seed
     return births, torch.cat(died) if died else empty

@@ -307,9 +307,8 @@ class SwarmSpec(_Section):
 
     @model_validator(mode="after")
     def _ray_brains(self) -> SwarmSpec:
-        if self.backend.name == "ray" and (self.genes.enabled or self.reproduction.mode != "division"):
-            raise ValueError("backend.name=ray runs dense brains with reproduction.mode=division only "
-                             f"(got genes.enabled={self.genes.enabled}, reproduction.mode={self.reproduction.mode})")
+        if self.backend.name == "ray" and self.genes.enabled:
+            raise ValueError("backend.name=ray runs dense brains only (got genes.enabled=true)")
         if self.backend.name == "ray" and (self.sharing.enabled or self.sharing.widths):
             raise ValueError("backend.name=ray does not run experience sharing yet (sharing.enabled, sharing.widths)")
         return self

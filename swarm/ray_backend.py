@@ -34,7 +34,8 @@ from swarm.backend import SerialBackend
 from swarm.brain import param_count
 from swarm.colony import Colony, ColonyState
 from swarm.dht import DistributedMemory
-from swarm.params import BackendParams, BrainParams, SwarmSpec
+from swarm.crossover import parents_rows
+from swarm.params import BackendParams, BrainParams, ReproductionParams, SwarmSpec
 from swarm.shard import MemoryShard
 
 if TYPE_CHECKING:
@@ -88,9 +89,11 @@ class ColonyWorker:
     """One colony's full `ColonyState`, brains and memory vectors included, in its own process."""
 
     def __init__(self, index: int, state: dict[str, torch.Tensor], brain_params: BrainParams,
-                 noise: torch.Tensor, projection: torch.Tensor, memory_rate: float):
+                 noise: torch.Tensor, projection: torch.Tensor, memory_rate: float,
+                 reproduction: ReproductionParams | None = None):
         torch.set_num_threads(1)  # one core per actor; parallelism comes from the actors
         self.index, self.brain_params, self.genes, self.adapter = index, brain_params, None, None
+        self.reproduction = reproduction
         self.state = ColonyState.from_dict(state)
         self.noise, self.projection, self.memory_rate = noise, projection, memory_rate
 
@@ -111,12 +114,18 @@ class ColonyWorker:
                step: int, decay: float) -> None:
         Colony.record(self, slots, rewards, niches, queries, self.projection, step, decay, self.memory_rate)
 
-    def export(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n,) parent slots -> their (n, P) brains and (n, M) memory vectors, for another colony."""
-        return self.state.params[slots].clone(), self.state.memory[slots].clone()
+    def export(self, slots: torch.Tensor, partners: torch.Tensor | None = None,
+               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n,) parent slots -> the children's (n, P) brains before mutation and (n, M) memory
+        vectors: the parents' rows, or under crossover their merges with `partners` (slots here,
+        -1 for none; swarm/crossover.py) with the driver's merge `seed`."""
+        if partners is None:
+            return self.state.params[slots].clone(), self.state.memory[slots].clone()
+        return parents_rows(self.state, slots, partners, self.reproduction, seed), self.state.memory[slots].clone()
 
     def births(self, alive: torch.Tensor, child_slots: torch.Tensor, local_parents: torch.Tensor,
-               remote: list, w_off: torch.Tensor, m_off: torch.Tensor, sigma: float, sigma_m: float) -> int:
+               remote: list, w_off: torch.Tensor, m_off: torch.Tensor, sigma: float, sigma_m: float,
+               local_partners: torch.Tensor | None = None, seed: int = 0) -> int:
         """Write children: rows of local parents first, then those exported by other colonies (refs).
 
         Args:
@@ -125,11 +134,13 @@ class ColonyWorker:
             local_parents: (n_local,) slots of the local parents.
             remote: ObjectRefs of `export` results from other colonies, in the children's order.
             w_off, m_off: (n,) noise offsets of the children's weights and memory.
+            local_partners, seed: crossover partners of the local parents (slots, -1 for none) and
+                the merge seed; None under division.
         """
         import ray
 
         st = self.state
-        parts = [(st.params[local_parents], st.memory[local_parents])] + [ray.get(r) for r in remote]
+        parts = [self.export(local_parents, local_partners, seed)] + [ray.get(r) for r in remote]
         params = torch.cat([p for p, _ in parts])
         memory = torch.cat([m for _, m in parts])
         params.add_(self.noise.unfold(0, params.shape[1], 1)[w_off], alpha=sigma)
@@ -214,7 +225,7 @@ class RayBackend(SerialBackend):
         if old is not None:
             self.ray.kill(old)
         self.workers[c] = self.worker_cls.remote(c, full, self.spec.brain, self.noise_ref, self.projection_ref,
-                                                 self.spec.brain.memory_rate)
+                                                 self.spec.brain.memory_rate, self.spec.reproduction)
 
     def _gather(self, futures: dict[int, Any]) -> tuple[dict[int, Any], list[int]]:
         results, failed = RayTransport().gather(futures)
@@ -271,11 +282,15 @@ class RayBackend(SerialBackend):
             order = torch.argsort(torch.where(src == t, -1, src), stable=True)  # local parents first
             rows = into.nonzero().squeeze(1)[order]
             src = src[order]
-            remote = [self.workers[s].export.remote(parent[rows[src == s]] % cap)
+            mates = births.mate_slot  # crossover: each parent's partner slot in its own colony, else None
+            remote = [self.workers[s].export.remote(parent[rows[src == s]] % cap,
+                                                    None if mates is None else mates[rows[src == s]],
+                                                    births.merge_seed)
                       for s in torch.unique(src).tolist() if s != t]
             futures[t] = self.workers[t].births.remote(
                 model.colonies[t].state.alive.clone(), child[rows] % cap, parent[rows[src == t]] % cap, remote,
-                births.noise_offset[rows], births.memory_offset[rows], m.sigma, m.sigma_memory)
+                births.noise_offset[rows], births.memory_offset[rows], m.sigma, m.sigma_memory,
+                None if mates is None else mates[rows[src == t]], births.merge_seed)
         self._gather(futures)
         return births, died
 

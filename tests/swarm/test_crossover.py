@@ -13,7 +13,7 @@ from genome.errors import BadInput
 from genome.recombine.merge import merge_tensors
 from swarm import brain, evolution
 from swarm.colony import ColonyState
-from swarm.crossover import breed, choose_partners
+from swarm.crossover import breed, choose_partners, parents_rows
 from swarm.model import SwarmModel
 from swarm.noise import NoiseTable
 from tests.conftest import SMALL
@@ -61,8 +61,8 @@ def test_breed_merges_each_child_with_the_registry_method() -> None:
     pc, ps = torch.tensor([0, 0, 1]), torch.tensor([0, 2, 0])
     parents = torch.stack([a.params[0], a.params[2], b.params[0]])
     s = spec(method="ties", tournament=6, density=0.4, partner_weight=0.5)
-    out, mates = breed(states, parents.clone(), pc, ps, s, torch.Generator().manual_seed(0))
-    assert mates.tolist() == [3, 0, -1]  # agent ids of the partners (slot 3 holds agent 3); b's agent had none
+    out, pairing = breed(states, parents.clone(), pc, ps, s, torch.Generator().manual_seed(0))
+    assert pairing.mate_id.tolist() == [3, 0, -1]  # agent ids of the partners (slot 3 holds agent 3); b's agent had none
     mean = a.params[a.alive].mean(0)  # the colony's mean brain is the base of the task vectors
     p = [{"weight": 0.5, "density": 0.4}] * 2
     torch.testing.assert_close(out[0], merge_tensors("ties", [a.params[0], a.params[3]], mean, p))
@@ -140,3 +140,23 @@ def test_unknown_method_names_the_key() -> None:
         validate({"reproduction": {"mode": "crossover", "method": "bogus"}})
     with pytest.raises(BadInput, match="passthrough"):
         validate({"reproduction": {"method": "passthrough"}})
+
+
+@pytest.mark.parametrize("method", ["ties", "slerp", "dare_linear"])
+def test_a_colony_merging_its_own_parents_matches_breed(method) -> None:
+    """What a Ray colony actor does (`parents_rows` on its own state, with the driver's pairing)
+    gives the rows `breed` gives for the whole population in one process."""
+    a = colony(5, 0, [0.9, 0.1, 0.5, 0.7, 0.2])
+    b = colony(1, 100, [0.3])
+    states = [a, b]
+    pc, ps = torch.tensor([0, 0, 1]), torch.tensor([0, 2, 0])
+    parents = torch.stack([a.params[0], a.params[2], b.params[0]])
+    s = spec(method=method, tournament=6, density=0.5, partner_weight=0.4)
+    out, pairing = breed(states, parents.clone(), pc, ps, s, torch.Generator().manual_seed(0))
+    in_a = parents_rows(a, ps[:2], pairing.partner[:2], s.reproduction, pairing.seed)
+    in_b = parents_rows(b, ps[2:], pairing.partner[2:], s.reproduction, pairing.seed)
+    if method == "dare_linear":  # random drop masks: same seed, but drawn per call, so compare shapes of the rule
+        assert torch.equal(in_b[0], b.params[0]) and in_a.shape == out[:2].shape
+        assert not torch.equal(in_a[0], a.params[0])
+    else:
+        torch.testing.assert_close(torch.cat([in_a, in_b]), out)

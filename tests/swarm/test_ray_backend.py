@@ -131,3 +131,30 @@ def test_driver_killed_then_resumed_on_ray(cluster, tmp_path):
     df = reader.metrics(run_dir)
     assert df["step"].tolist() == list(range(1, 11))
     assert (df["population"] > 0).all()
+
+
+def test_crossover_on_ray_merges_parents_inside_the_colony_actors(cluster):
+    """Crossover with SLERP and no mutation noise: every living child of two living parents holds
+    exactly slerp(parent, mate, t), merged in its parent's colony actor from the driver's pairing."""
+    from genome.recombine.merge import merge_tensors
+
+    d = spec("ray", 8).model_dump(mode="json")
+    d["reproduction"] = {"mode": "crossover", "method": "slerp", "partner_weight": 0.3}
+    d["mutation"] = {"sigma": 0.0, "sigma_memory": 0.0}
+    model = SwarmModel(validate(d), seed=3)
+    for _ in range(8):
+        model.step()
+    rows = torch.cat([c["params"] for c in model.backend.colony_dicts(model)])  # (C S, P)
+    ids = model._global("agent_id")
+    alive = model._global("alive")
+    slot = {int(i): s for s, i in enumerate(ids.tolist()) if alive[s]}
+    parent_of = {int(c): int(p) for c, p in model.lineage.births[:, :2].tolist()}
+    checked = 0
+    for child, mate in model.lineage.mates.tolist():
+        parent = parent_of[child]
+        if child in slot and parent in slot and mate in slot:
+            want = merge_tensors("slerp", [rows[slot[mate]]], rows[slot[parent]], None, {"t": 0.3})
+            torch.testing.assert_close(rows[slot[child]], want)
+            checked += 1
+    model.close()
+    assert len(model.lineage.mates) > 0 and checked > 0

@@ -273,8 +273,10 @@ class SharingParams(_Section):
         (), description="embedding width of each colony's agents (empty: all brain.embed_dim); answers are "
         "projected to brain.embed_dim, the canonical width, before consensus and storage",
     )
-    align: Literal["pad", "interpolate", "pca"] = Field(
-        "interpolate", description="how canonical vectors map to a colony's width and back (genome.align)",
+    align: Literal["pad", "interpolate", "pca", "learned"] = Field(
+        "interpolate", description="how canonical vectors map to a colony's width and back (genome.align); "
+        "learned: each colony has its own seeded random encoder, and a least-squares projection fitted on "
+        "canonical queries maps its answers back",
     )
 
 

@@ -65,7 +65,7 @@ class SwarmModel(mesa.Model):
             st.alive[:n0] = True
             st.agent_id[:n0] = ids
             st.root_id[:n0] = ids
-            n_bad = round(spec.environment.malicious * n0)
+            n_bad = round(spec.environment.malicious * n0) if spec.environment.malicious_step == 0 else 0
             if n_bad:  # no draw at all without malicious agents: clean runs keep their random stream
                 st.malicious[torch.randperm(n0, generator=self.gen)[:n_bad]] = True
             self.colonies.append(Colony(self, c, st, brains[c]))
@@ -113,8 +113,12 @@ class SwarmModel(mesa.Model):
     def step(self) -> None:
         t0 = time.perf_counter()
         step = self.steps
+        env = self.spec.environment
+        if env.malicious_step and step == env.malicious_step:
+            self._compromise(env.malicious)
         batch = self.environment.sample(step, self.gen)
         r = query.respond(self, batch.queries, batch.target)
+        self.last_batch, self.last_response = batch, r  # what consensus saw (claims re-run other rules on it)
         quality = self.environment.feedback(r.answer, batch.target)  # (B,)
         rewards = self.environment.feedback(r.responses, batch.target.unsqueeze(1))  # (B, k)
         query.learn(self, r, rewards, batch.niche, step)
@@ -126,6 +130,12 @@ class SwarmModel(mesa.Model):
 
         self._measure(births, died, quality, rewards, r.answer, batch, r.hits, r.routed, time.perf_counter() - t0)
         self.datacollector.collect(self)
+
+    def _compromise(self, share: float) -> None:
+        """Turn `share` of each colony's living agents malicious (drawn from the model's generator)."""
+        for st in self.states:
+            alive = st.alive.nonzero().squeeze(1)  # (n,)
+            st.malicious[alive[torch.randperm(len(alive), generator=self.gen)[: round(share * len(alive))]]] = True
 
     def reproduce(self, step: int) -> tuple[evolution.Births, torch.Tensor]:
         """Let agents past their threshold divide; record births and deaths. Returns both."""

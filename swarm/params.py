@@ -204,7 +204,23 @@ class EnvironmentParams(_Section):
         0.0, ge=0.0, le=0.9, description="share of founders that answer adversarially (pushed away "
         "from the target); their children inherit it",
     )
+    malicious_scale: float = Field(
+        4.0, gt=0.0, le=1000.0, description="norm of a malicious agent's answer (honest answers are unit "
+        "vectors): a Byzantine agent is not bound to unit length, so a plain mean follows it; rewards are "
+        "cosines and ignore the norm, and the shared memory stores the answer as given (poisoning)",
+    )
+    malicious_step: int = Field(
+        0, ge=0, description="when the malicious agents appear: 0 makes environment.malicious of the founders "
+        "malicious; a later step turns that share of each colony's living agents (compromised agents in a "
+        "swarm that has already learned)",
+    )
     text: TextParams = TextParams()
+
+    @model_validator(mode="after")
+    def _malicious(self) -> EnvironmentParams:
+        if self.malicious_step and not self.malicious:
+            raise ValueError(f"environment.malicious_step={self.malicious_step} needs environment.malicious > 0")
+        return self
 
     @model_validator(mode="after")
     def _tasks(self) -> EnvironmentParams:
@@ -257,8 +273,10 @@ class SharingParams(_Section):
         (), description="embedding width of each colony's agents (empty: all brain.embed_dim); answers are "
         "projected to brain.embed_dim, the canonical width, before consensus and storage",
     )
-    align: Literal["pad", "interpolate", "pca"] = Field(
-        "interpolate", description="how canonical vectors map to a colony's width and back (genome.align)",
+    align: Literal["pad", "interpolate", "pca", "learned"] = Field(
+        "interpolate", description="how canonical vectors map to a colony's width and back (genome.align); "
+        "learned: each colony has its own seeded random encoder, and a least-squares projection fitted on "
+        "canonical queries maps its answers back",
     )
 
 

@@ -35,7 +35,7 @@ class Response:
     hits: Hits  # (B, h) memory hits
     chosen: torch.Tensor  # (B, k) global slot (colony * capacity + slot) of each answering agent
     routed: torch.Tensor  # (B, k) bool: slot routed to the author of a memory hit
-    responses: torch.Tensor  # (B, k, D) the agents' unit answers
+    responses: torch.Tensor  # (B, k, D) the agents' answers (unit; malicious ones environment.malicious_scale long)
     weight: torch.Tensor  # (B, k + h) consensus weight: agent fitness, then hit fitness x similarity
     valid: torch.Tensor  # (B, k + h) bool: which candidates took part
     answer: torch.Tensor  # (B, D) unit consensus answer
@@ -53,7 +53,8 @@ def respond(model: SwarmModel, queries: torch.Tensor, target: torch.Tensor | Non
         model: the swarm (its generator draws the gossip).
         queries: (B, D) unit query embeddings.
         target: (B, D) the right answers when known (simulation). Malicious agents push their
-            answers away from it; without a target (a person's question) they answer as they are.
+            answers away from it, `environment.malicious_scale` long; without a target (a person's
+            question) they answer as they are.
 
     Returns:
         The `Response`; nothing in the model changes except the generator's state.
@@ -72,7 +73,8 @@ def respond(model: SwarmModel, queries: torch.Tensor, target: torch.Tensor | Non
     if target is not None:
         bad = model._global("malicious")[chosen]  # (B, k) adversarial agents answer away from the target
         if bool(bad.any()):
-            pushed = normalize(0.5 * answers - target.unsqueeze(1), dim=-1)
+            scale = spec.environment.malicious_scale  # an attacker is not bound to unit norm
+            pushed = scale * normalize(0.5 * answers - target.unsqueeze(1), dim=-1)
             answers = torch.where(bad.unsqueeze(-1), pushed, answers)
 
     fitness = model._global("fitness")  # (C S,)

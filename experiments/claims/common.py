@@ -36,11 +36,17 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def trajectory(data: dict[str, Any], seed: int, steps: int) -> pd.DataFrame:
-    """Per-step metrics of one in-process run (no run store)."""
+def trajectory(data: dict[str, Any], seed: int, steps: int, rules: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Per-step metrics of one in-process run (no run store).
+
+    `rules` adds a column `quality_RULE` per consensus rule: the step's candidates (agent answers
+    and memory hits) combined with that rule instead of the spec's. The rule never feeds back into
+    the run (rewards grade the agents' own answers), so one run measures every rule, paired.
+    """
     import torch
 
     from experiments.spec import validate
+    from swarm import consensus
     from swarm.model import SwarmModel
 
     torch.set_num_threads(1)
@@ -48,7 +54,12 @@ def trajectory(data: dict[str, Any], seed: int, steps: int) -> pd.DataFrame:
     rows = []
     for _ in range(steps):
         model.step()
-        rows.append({"step": model.steps, **model.metrics})
+        row = {"step": model.steps, **model.metrics}
+        r, target = model.last_response, model.last_batch.target
+        for rule in rules:
+            answer = consensus.REGISTRY[rule](r.candidates, r.weight, r.valid, model.spec.consensus)  # (B, D)
+            row[f"quality_{rule}"] = float(model.environment.feedback(answer, target).mean())
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

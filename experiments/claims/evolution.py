@@ -62,49 +62,103 @@ def specialisation(quick: bool) -> ClaimResult:
     )
 
 
+STARVATION_RULES = ("mean", "weighted_mean", "median", "trimmed_mean")
+
+
 def starvation(quick: bool) -> ClaimResult:
-    base, steps, seeds = _base(quick)
-    if quick:  # malicious lineages are gone within a few dozen steps
-        steps, seeds = 120, seeds[:1]
-    rules = ("mean", "weighted_mean", "median", "trimmed_mean")
-    runs, rows, clean = {}, [], {}
-    for share in (0.0, 0.1, 0.33):  # 0.0: the clean run each rule is compared with
+    """Malicious agents (answers pushed away from the target, environment.malicious_scale long) as a
+    share of the founders, and as a third of a trained swarm turned malicious half way through.
+
+    Every rule is measured on the same runs (`trajectory(..., rules)`): the rule does not feed back
+    into the run. Quality is compared with a clean run of the same seed in two windows: from the
+    malicious agents' appearance until their share halves, and from their appearance to the end.
+    """
+    base, steps, _ = _base(quick)
+    steps, seeds = (120 if quick else steps), [0, 1, 2]  # 3 seeds in the quick variant too: the windows are short
+    base = merge(base, {"consensus": {"trim": 0.34}})  # the trimmed mean drops a third at each end
+    onset = steps // 2  # compromised agents appear at this step, in a swarm that has learned
+    variants = (("founders", 0.1, 0), ("founders", 0.33, 0), (f"step {onset}", 0.33, onset))
+    rules = STARVATION_RULES
+    clean = [trajectory(base, s, steps, rules) for s in seeds]
+    runs, rows, ratios = {}, [], {}
+    for appear, share, at in variants:
+        env = {**base.get("environment", {}), "malicious": share, "malicious_step": at}
+        dfs = [trajectory(merge(base, {"environment": env}), s, steps, rules) for s in seeds]
+        runs[f"{share:.0%} malicious, {appear}"] = dfs
+        first = max(at - 1, 0)  # row of the step they appear in
+        ends = [_first_below(df, share / 2, first) for df in dfs]  # rows where their share has halved
         for rule in rules:
-            o = {"environment": {**base.get("environment", {}), "malicious": share}, "consensus": {"rule": rule}}
-            dfs = [trajectory(merge(base, o), s, steps) for s in seeds]
-            quality_all = mean(float(df["quality"].mean()) for df in dfs)
-            quality_first = mean(float(df["quality"].iloc[: max(1, steps // 5)].mean()) for df in dfs)
-            if share == 0.0:
-                clean[rule] = (quality_all, quality_first)
-                continue
-            runs[f"{share:.0%} malicious, {rule}"] = dfs
+            col = f"quality_{rule}"
+            window = _ratio(dfs, clean, col, [(first, max(e, first + 1)) for e in ends])
+            after = _ratio(dfs, clean, col, [(first, steps)] * len(dfs))
+            ratios[(appear, share, rule)] = (window, after)
             rows.append({
-                "malicious_at_start": share, "rule": rule,
+                "malicious": share, "appear": appear, "rule": rule,
                 "malicious_share_end": mean(float(df["malicious_share"].iloc[-1]) for df in dfs),
-                "steps_to_half": mean(_first_below(df, share / 2) for df in dfs),
-                "quality_first_fifth_vs_clean": quality_first / clean[rule][1],
-                "quality_run_vs_clean": quality_all / clean[rule][0],
-                "quality_last": mean(tail_mean(df, "quality") for df in dfs),
+                "steps_to_half": mean(e - first for e in ends),
+                "quality_window_vs_clean": window, "quality_run_vs_clean": after,
+                "quality_last": mean(tail_mean(df, col) for df in dfs),
             })
     table = pd.DataFrame(rows)
-    held = bool((table["malicious_share_end"] < table["malicious_at_start"] / 2).all())
-    heavy = table[table["malicious_at_start"] == 0.33].set_index("rule")
-    robust = ", ".join(f"{r} {heavy.loc[r, 'quality_run_vs_clean']:.2f} ({heavy.loc[r, 'quality_first_fifth_vs_clean']:.2f})"
-                       for r in rules)
-    verdict = ("Held: under every consensus rule the malicious agents' share fell below half its start "
-               f"(end shares {', '.join(f'{v:.2f}' for v in table['malicious_share_end'])})." if held else
-               "Did not hold: some malicious populations kept more than half their share.")
-    verdict += (f" With 33% malicious agents, quality relative to a clean run with the same rule over the whole "
-                f"run (first fifth): {robust}.")
+    held = bool((table["malicious_share_end"] < table["malicious"] / 2).all())
+
+    def per_rule(appear: str) -> str:
+        return ", ".join(f"{r} {ratios[(appear, 0.33, r)][0]:.2f} ({ratios[(appear, 0.33, r)][1]:.2f})" for r in rules)
+
+    compromised = f"step {onset}"
+    verdict = ("Held: in every run the malicious agents' share fell below half its start "
+               f"(end shares {', '.join(f'{v:.2f}' for v in table['malicious_share_end'].iloc[::len(rules)])})."
+               if held else "Did not hold: some malicious populations kept more than half their share.")
+    verdict += (f" Consensus quality against a clean run of the same seed, from their appearance until their share "
+                f"halved (and to the end of the run): when a third of the trained swarm turns malicious at step "
+                f"{onset}: {per_rule(compromised)}; as 33% of the founders: {per_rule('founders')}.")
+    notes = ("Robust rules bound how far a minority can pull the consensus by the spread of the honest answers. "
+             "In a trained swarm the honest answers agree and the median and trimmed mean hold; at the start of a "
+             "run they barely agree (cosine about 0.2 to the target), so no rule holds until selection has "
+             "removed the malicious founders. consensus.trim is 0.34 here (a third trimmed at each end).")
     return ClaimResult("Malicious agents starve", "Low-fitness agents are outcompeted; malicious agents are starved.",
                        verdict, held, table,
-                       {"starvation": _lines(runs, "malicious_share", "Share of malicious agents",
-                                             "malicious share of the population")})
+                       {"starvation": _shares(runs), "starvation_quality": _quality_dip(runs[f"33% malicious, {compromised}"],
+                                                                                        clean, rules, onset)},
+                       notes)
 
 
-def _first_below(df: pd.DataFrame, level: float) -> float:
-    below = df.index[df["malicious_share"] < level]
-    return float(df["step"].iloc[below[0]]) if len(below) else float("nan")
+def _first_below(df: pd.DataFrame, level: float, first: int = 0) -> int:
+    """First row at or after `first` whose malicious share is under `level` (len(df) if none)."""
+    below = [i for i in df.index[df["malicious_share"] < level] if i >= first]
+    return int(below[0]) if below else len(df)
+
+
+def _ratio(dfs: list[pd.DataFrame], clean: list[pd.DataFrame], column: str, spans: list[tuple[int, int]]) -> float:
+    """Seed-averaged `column` over each run's rows [a, b), over the same rows of its clean run."""
+    bad = mean(float(df[column].iloc[a:b].mean()) for df, (a, b) in zip(dfs, spans))
+    ref = mean(float(df[column].iloc[a:b].mean()) for df, (a, b) in zip(clean, spans))
+    return bad / ref
+
+
+def _shares(runs: dict[str, list[pd.DataFrame]]) -> go.Figure:
+    fig = go.Figure()
+    for name, dfs in runs.items():
+        avg = pd.concat(dfs).groupby("step")["malicious_share"].mean()
+        fig.add_trace(go.Scatter(x=avg.index, y=avg.values, name=name, mode="lines"))
+    fig.update_layout(title="Share of malicious agents (every rule: the rule does not change the run)",
+                      xaxis_title="step", yaxis_title="malicious share of the population", template="plotly_white",
+                      width=800, height=450)
+    return fig
+
+
+def _quality_dip(dfs: list[pd.DataFrame], clean: list[pd.DataFrame], rules: tuple[str, ...], onset: int) -> go.Figure:
+    fig = go.Figure()
+    for rule in rules:
+        bad = pd.concat(dfs).groupby("step")[f"quality_{rule}"].mean()
+        ref = pd.concat(clean).groupby("step")[f"quality_{rule}"].mean()
+        ratio = (bad / ref).loc[onset - 10: onset + 40]
+        fig.add_trace(go.Scatter(x=ratio.index, y=ratio.values, name=rule, mode="lines+markers"))
+    fig.add_vline(x=onset, line_dash="dash")
+    fig.update_layout(title=f"Consensus quality over a clean run's; a third of the swarm turns malicious at step {onset}",
+                      xaxis_title="step", yaxis_title="quality / clean quality (seed means)", template="plotly_white",
+                      width=800, height=450)
+    return fig
 
 
 def mutation_sweep(quick: bool) -> ClaimResult:

@@ -34,15 +34,17 @@ def colony_brains(spec: SwarmSpec) -> list[BrainParams]:
 def attach_width_adapters(model: SwarmModel) -> None:
     """Give every colony whose width differs from the canonical one a `WidthAdapter`.
 
-    pca fits on canonical queries drawn from the environment with a generator of their own
-    (seeded from the model's), so the fit does not depend on when it happens.
+    pca and learned fit on canonical queries drawn from the environment with a generator of their
+    own (seeded from one draw of the model's), so the fit does not depend on when it happens;
+    learned draws colony c's encoder from that seed + 1 + c. Same spec and seed, same adapters.
     """
-    d = model.spec.brain.embed_dim
-    sample = None
-    if model.spec.sharing.align == "pca":
-        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=model.gen)))
-        sample = model.environment.sample(0, gen, batch=max(4 * d, 256)).queries
+    d, method = model.spec.brain.embed_dim, model.spec.sharing.align
+    sample, seed = None, 0
+    if method in ("pca", "learned"):
+        seed = int(torch.randint(0, 2**62, (1,), generator=model.gen))
+        sample = model.environment.sample(0, torch.Generator().manual_seed(seed), batch=max(4 * d, 256)).queries
     for colony in model.colonies:
         w = colony.brain_params.embed_dim
         if w != d:
-            colony.adapter = WidthAdapter(d, w, model.spec.sharing.align, sample)
+            gen = torch.Generator().manual_seed(seed + 1 + colony.index) if method == "learned" else None
+            colony.adapter = WidthAdapter(d, w, method, sample, gen)

@@ -19,14 +19,22 @@ def test_specialisation_beats_both_controls():
     assert result.held
 
 
-def test_malicious_agents_starve_under_every_rule():
+def test_malicious_agents_starve_and_robust_rules_hold_in_a_trained_swarm():
     result = REGISTRY["starvation"](quick=True)
-    assert len(result.table) == 8 and set(result.table["rule"]) == {"mean", "weighted_mean", "median", "trimmed_mean"}
-    assert (result.table["malicious_share_end"] < result.table["malicious_at_start"] / 2).all()
+    table = result.table
+    assert len(table) == 12 and set(table["rule"]) == {"mean", "weighted_mean", "median", "trimmed_mean"}
+    assert (table["malicious_share_end"] < table["malicious"] / 2).all()
     assert result.held
-    heavy = result.table[result.table["malicious_at_start"] == 0.33].set_index("rule")
-    assert (heavy["quality_run_vs_clean"] > 0.85).all()  # selection removes them whatever the rule
-    assert (heavy["quality_first_fifth_vs_clean"] < 1.0).all()  # while they are many, they cost quality
+    turned = table[table["appear"] == "step 60"].set_index("rule")  # a third of a trained swarm turns malicious
+    window, run = turned["quality_window_vs_clean"], turned["quality_run_vs_clean"]
+    # until their share halves (measured: median 0.94, trimmed mean 0.94, mean -0.35)
+    assert window["median"] >= 0.9 and window["trimmed_mean"] >= 0.9
+    assert 1 - window["mean"] >= max(0.1, 2 * (1 - min(window["median"], window["trimmed_mean"])))
+    # to the end of the run (measured: median 0.97, trimmed mean 0.98, mean 0.85)
+    assert run["median"] >= 0.9 and run["trimmed_mean"] >= 0.9
+    assert 1 - run["mean"] >= max(0.1, 2 * (1 - min(run["median"], run["trimmed_mean"])))
+    founders = table[(table["appear"] == "founders") & (table["malicious"] == 0.33)].set_index("rule")
+    assert (founders["quality_window_vs_clean"] < 0.9).all()  # an untrained swarm: no rule holds at first
 
 
 def test_cli_writes_a_report_and_refuses_unknown_names(tmp_path):

@@ -201,7 +201,7 @@ class EnvironmentParams(_Section):
         "the second half (0 = no shift)",
     )
     malicious: float = Field(
-        0.0, ge=0.0, le=0.9, description="share of founders that answer adversarially (pushed away "
+        0.0, ge=0.0, le=0.9, description="share of agents that answer adversarially (pushed away "
         "from the target); their children inherit it",
     )
     malicious_scale: float = Field(

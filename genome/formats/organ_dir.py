@@ -7,10 +7,10 @@ Reading verifies each file's size on open and its hash on read, so a damaged org
 before it is assembled into a model.
 
 Writing takes one pass per tensor: its stored bytes (a zero-copy view of the source's memory map
-for GGUF and safetensors) go to the file with one unbuffered ``write`` and are hashed from the
-same view, whose pages the write has just mapped in. Annotations (sampled measurements) run on
-the same thread: overlapping them on a worker thread was no faster on a busy two-core machine,
-where a descheduled thread holding the GIL stalls both.
+for GGUF and safetensors) are hashed and written unbuffered from that view, a cache-sized piece
+at a time. Annotations (sampled measurements) run on the same thread: overlapping them on a
+worker thread was no faster on a busy two-core machine, where a descheduled thread holding the
+GIL stalls both.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from genome.formats.base import MetaEntry, ModelReader, TensorInfo
 MANIFEST = "manifest.json"
 FORMAT_TAG = "cogitans-organs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Bytes hashed and written at a time: small enough to stay in a core's L2 cache between the two.
+_CHUNK = 1 << 20
 
 
 def content_hash(raw: np.ndarray) -> str:
@@ -158,20 +160,26 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
 def _write_hashed(path: Path, raw: np.ndarray) -> str:
     """Write `raw` (uint8, contiguous) to a new file at `path`; return its BLAKE3 hex digest.
 
-    One ``write`` from the caller's view (no buffered copy), then the hash over the same view,
-    whose pages the write has just mapped in.
+    One pass in `_CHUNK` pieces: each piece is hashed, then written from the same view (no
+    buffered copy) while it is still in cache. Hashing first matters for a memory map: the hash
+    faults its pages in from user space, which costs a fraction of what the same faults cost
+    inside ``write`` (measured: a 90 MB write from an untouched map took twice as long).
     """
     import blake3
 
     view = memoryview(raw)
+    hasher = blake3.blake3()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        done = 0
-        while done < len(view):  # write() may stop short (at 2 GiB on Linux)
-            done += os.write(fd, view[done:])
+        for start in range(0, len(view), _CHUNK):
+            chunk = view[start:start + _CHUNK]
+            hasher.update(chunk)
+            done = 0
+            while done < len(chunk):  # write() may stop short
+                done += os.write(fd, chunk[done:])
     finally:
         os.close(fd)
-    return blake3.blake3(view).hexdigest()
+    return hasher.hexdigest()
 
 
 def _manifest_text(manifest: dict[str, Any]) -> str:

@@ -8,9 +8,10 @@ before it is assembled into a model.
 
 Writing takes one pass per tensor: its stored bytes (a zero-copy view of the source's memory map
 for GGUF and safetensors) are hashed and written unbuffered from that view, a cache-sized piece
-at a time. Annotations (sampled measurements) run on the same thread: overlapping them on a
-worker thread was no faster on a busy two-core machine, where a descheduled thread holding the
-GIL stalls both.
+at a time, while one worker thread computes the annotations (sampled measurements) of the same
+and earlier tensors. The writing thread spends nearly all its time outside the GIL (``write``,
+BLAKE3), so the two rarely wait for each other: with a second core free, MiniLM's extraction
+took 113 ms instead of 170 ms. With no core free it costs about 10 ms more than one thread.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import json
 import math
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,10 @@ FORMAT_TAG = "cogitans-organs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Bytes hashed and written at a time: small enough to stay in a core's L2 cache between the two.
 _CHUNK = 1 << 20
+#: How far annotation may lag behind writing: tensors, and bytes beyond the newest tensor. Views
+#: of a memory map cost nothing to hold; a reader that builds each tensor in memory holds at most
+#: the newest tensor plus this many bytes.
+_LAG_TENSORS, _LAG_BYTES = 16, 64 << 20
 
 
 def content_hash(raw: np.ndarray) -> str:
@@ -129,7 +136,8 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
         metadata: the source model's metadata, kept in the manifest.
         arch: architecture name, or None.
         source: description of the source model (path, format, bytes).
-        annotate: optional extra manifest fields per tensor, computed from its raw bytes.
+        annotate: optional extra manifest fields per tensor, computed from its raw bytes. It runs
+            on one worker thread, tensor after tensor in order, while later tensors are written.
         extra: optional extra top-level manifest fields (totals, provenance).
 
     Returns:
@@ -137,23 +145,38 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
     """
     items = list(items)
     files = organ_file_names([info for info, _ in items])
-    entries = []
-    with atomic_dir(out) as tmp:
-        for (info, read), file in zip(items, files):
-            raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
-            if raw.nbytes != info.nbytes:
-                raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
-            entry = {"name": info.name, "canonical": info.canonical or info.name, "file": file,
-                     "shape": list(info.shape), "dtype": info.dtype, "nbytes": info.nbytes,
-                     "blake3": _write_hashed(tmp / file, raw)}
-            if annotate is not None:
-                entry.update(annotate(info, raw))
-            entries.append(entry)
-        manifest = {"format": FORMAT_TAG, "version": 1, "arch": arch, "source": source,
-                    "metadata": [{"key": k, "type": e.type, "sub_type": e.sub_type, "value": e.value}
-                                 for k, e in metadata.items()],
-                    "tensors": entries, **(extra or {})}
-        (tmp / MANIFEST).write_text(_manifest_text(manifest))
+    entries: list[dict[str, Any]] = []
+    pool = ThreadPoolExecutor(1, thread_name_prefix="organ-annotate") if annotate is not None else None
+    pending: deque[tuple[dict[str, Any], Future[dict[str, Any]], int]] = deque()
+    lag = 0
+    try:
+        with atomic_dir(out) as tmp:
+            for (info, read), file in zip(items, files):
+                raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
+                if raw.nbytes != info.nbytes:
+                    raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
+                job = pool.submit(annotate, info, raw) if pool is not None else None
+                entry = {"name": info.name, "canonical": info.canonical or info.name, "file": file,
+                         "shape": list(info.shape), "dtype": info.dtype, "nbytes": info.nbytes,
+                         "blake3": _write_hashed(tmp / file, raw)}
+                entries.append(entry)
+                if job is not None:
+                    pending.append((entry, job, info.nbytes))
+                    lag += info.nbytes
+                while pending and (len(pending) > _LAG_TENSORS or lag - info.nbytes > _LAG_BYTES):
+                    done, job_done, nbytes = pending.popleft()
+                    done.update(job_done.result())
+                    lag -= nbytes
+            for done, job_done, _ in pending:
+                done.update(job_done.result())
+            manifest = {"format": FORMAT_TAG, "version": 1, "arch": arch, "source": source,
+                        "metadata": [{"key": k, "type": e.type, "sub_type": e.sub_type, "value": e.value}
+                                     for k, e in metadata.items()],
+                        "tensors": entries, **(extra or {})}
+            (tmp / MANIFEST).write_text(_manifest_text(manifest))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # on failure, queued annotations never run
     return manifest
 
 

@@ -75,7 +75,7 @@ def test_outputs_are_never_overwritten_and_failures_leave_nothing(tiny_bert: Pat
 
 
 def test_extract_failing_part_way_leaves_nothing(tiny_bert: Path, tmp_path: Path, monkeypatch) -> None:
-    # an error after some organs are written removes the half-written folder
+    # annotations run on a worker thread: an error there still removes the half-written folder
     calls = []
 
     def failing(raw, info, workspace=None):

@@ -8,10 +8,11 @@ before it is assembled into a model.
 
 Writing takes one pass per tensor: its stored bytes (a zero-copy view of the source's memory map
 for GGUF and safetensors) are hashed and written unbuffered from that view, a cache-sized piece
-at a time, while one worker thread computes the annotations (sampled measurements) of the same
-and earlier tensors. The writing thread spends nearly all its time outside the GIL (``write``,
-BLAKE3), so the two rarely wait for each other: with a second core free, MiniLM's extraction
-took 113 ms instead of 170 ms. With no core free it costs about 10 ms more than one thread.
+at a time. Two helper threads work beside the writer: one creates the (empty) files ahead of it,
+one computes the annotations (sampled measurements) of every tensor in order, reading each on
+its own. The writer and the file creation spend nearly all their time outside the GIL
+(``write``, BLAKE3, ``open``), so the threads rarely wait for each other, and on two cores the
+annotations and file creation (slow on some file systems) come almost for free.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import json
 import math
 import os
 import re
-from collections import deque
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,6 @@ FORMAT_TAG = "cogitans-organs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Bytes hashed and written at a time: small enough to stay in a core's L2 cache between the two.
 _CHUNK = 1 << 20
-#: How far annotation may lag behind writing: tensors, and bytes beyond the newest tensor. Views
-#: of a memory map cost nothing to hold; a reader that builds each tensor in memory holds at most
-#: the newest tensor plus this many bytes.
-_LAG_TENSORS, _LAG_BYTES = 16, 64 << 20
 
 
 def content_hash(raw: np.ndarray) -> str:
@@ -137,7 +134,7 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
         arch: architecture name, or None.
         source: description of the source model (path, format, bytes).
         annotate: optional extra manifest fields per tensor, computed from its raw bytes. It runs
-            on one worker thread, tensor after tensor in order, while later tensors are written.
+            on one worker thread, tensor after tensor in order, beside the writing.
         extra: optional extra top-level manifest fields (totals, provenance).
 
     Returns:
@@ -146,42 +143,62 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
     items = list(items)
     files = organ_file_names([info for info, _ in items])
     entries: list[dict[str, Any]] = []
-    pool = ThreadPoolExecutor(1, thread_name_prefix="organ-annotate") if annotate is not None else None
-    pending: deque[tuple[dict[str, Any], Future[dict[str, Any]], int]] = deque()
-    lag = 0
-    try:
-        with atomic_dir(out) as tmp:
-            for (info, read), file in zip(items, files):
-                raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
-                if raw.nbytes != info.nbytes:
-                    raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
-                job = pool.submit(annotate, info, raw) if pool is not None else None
-                entry = {"name": info.name, "canonical": info.canonical or info.name, "file": file,
-                         "shape": list(info.shape), "dtype": info.dtype, "nbytes": info.nbytes,
-                         "blake3": _write_hashed(tmp / file, raw)}
-                entries.append(entry)
-                if job is not None:
-                    pending.append((entry, job, info.nbytes))
-                    lag += info.nbytes
-                while pending and (len(pending) > _LAG_TENSORS or lag - info.nbytes > _LAG_BYTES):
-                    done, job_done, nbytes = pending.popleft()
-                    done.update(job_done.result())
-                    lag -= nbytes
-            for done, job_done, _ in pending:
-                done.update(job_done.result())
-            manifest = {"format": FORMAT_TAG, "version": 1, "arch": arch, "source": source,
-                        "metadata": [{"key": k, "type": e.type, "sub_type": e.sub_type, "value": e.value}
-                                     for k, e in metadata.items()],
-                        "tensors": entries, **(extra or {})}
-            (tmp / MANIFEST).write_text(_manifest_text(manifest))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)  # on failure, queued annotations never run
+    stop = threading.Event()
+    with atomic_dir(out) as tmp:
+        creator = ThreadPoolExecutor(1, thread_name_prefix="organ-create")
+        annotator = ThreadPoolExecutor(1, thread_name_prefix="organ-annotate")
+        try:
+            created = [creator.submit(_create, tmp / file) for file in files]
+            notes = None if annotate is None else annotator.submit(_annotate_all, items, annotate, stop)
+            for (info, read), file, made in zip(items, files, created):
+                raw = _raw_bytes(info, read)
+                made.result()
+                entries.append({"name": info.name, "canonical": info.canonical or info.name, "file": file,
+                                "shape": list(info.shape), "dtype": info.dtype, "nbytes": info.nbytes,
+                                "blake3": _write_hashed(tmp / file, raw)})
+            if notes is not None:
+                for entry, note in zip(entries, notes.result()):
+                    entry.update(note)
+        finally:  # on failure, queued work never runs and nothing runs once the folder is removed
+            stop.set()
+            creator.shutdown(wait=True, cancel_futures=True)
+            annotator.shutdown(wait=True, cancel_futures=True)
+        manifest = {"format": FORMAT_TAG, "version": 1, "arch": arch, "source": source,
+                    "metadata": [{"key": k, "type": e.type, "sub_type": e.sub_type, "value": e.value}
+                                 for k, e in metadata.items()],
+                    "tensors": entries, **(extra or {})}
+        (tmp / MANIFEST).write_text(_manifest_text(manifest))
     return manifest
 
 
+def _raw_bytes(info: TensorInfo, read: Callable[[], np.ndarray]) -> np.ndarray:
+    """A tensor's stored bytes as a contiguous uint8 (nbytes,) array; `BadInput` on a size mismatch."""
+    raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
+    if raw.nbytes != info.nbytes:
+        raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
+    return raw
+
+
+def _annotate_all(items: list[tuple[TensorInfo, Callable[[], np.ndarray]]],
+                  annotate: Callable[[TensorInfo, np.ndarray], dict[str, Any]],
+                  stop: threading.Event) -> list[dict[str, Any]]:
+    """`annotate` every tensor in order, each read on its own (a view of a memory map costs
+    nothing; a reader that builds tensors in memory holds one here and one in the writer)."""
+    notes = []
+    for info, read in items:
+        if stop.is_set():
+            break
+        notes.append(annotate(info, _raw_bytes(info, read)))
+    return notes
+
+
+def _create(path: Path) -> None:
+    """Create `path` as a new, empty file."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
 def _write_hashed(path: Path, raw: np.ndarray) -> str:
-    """Write `raw` (uint8, contiguous) to a new file at `path`; return its BLAKE3 hex digest.
+    """Write `raw` (uint8, contiguous) into the empty file `path`; return its BLAKE3 hex digest.
 
     One pass in `_CHUNK` pieces: each piece is hashed, then written from the same view (no
     buffered copy) while it is still in cache. Hashing first matters for a memory map: the hash
@@ -192,7 +209,7 @@ def _write_hashed(path: Path, raw: np.ndarray) -> str:
 
     view = memoryview(raw)
     hasher = blake3.blake3()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(path, os.O_WRONLY)
     try:
         for start in range(0, len(view), _CHUNK):
             chunk = view[start:start + _CHUNK]

@@ -17,6 +17,7 @@ annotations and file creation (slow on some file systems) come almost for free.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -38,6 +39,8 @@ FORMAT_TAG = "cogitans-organs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Bytes hashed and written at a time: small enough to stay in a core's L2 cache between the two.
 _CHUNK = 1 << 20
+#: How far annotation may read ahead of writing, in tensor bytes (see `_Lead`).
+_LEAD_BYTES = 256 << 20
 
 
 def content_hash(raw: np.ndarray) -> str:
@@ -143,14 +146,15 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
     items = list(items)
     files = organ_file_names([info for info, _ in items])
     entries: list[dict[str, Any]] = []
-    stop = threading.Event()
+    lead = _Lead([info.nbytes for info, _ in items], _LEAD_BYTES)
     with atomic_dir(out) as tmp:
         creator = ThreadPoolExecutor(1, thread_name_prefix="organ-create")
         annotator = ThreadPoolExecutor(1, thread_name_prefix="organ-annotate")
         try:
             created = [creator.submit(_create, tmp / file) for file in files]
-            notes = None if annotate is None else annotator.submit(_annotate_all, items, annotate, stop)
-            for (info, read), file, made in zip(items, files, created):
+            notes = None if annotate is None else annotator.submit(_annotate_all, items, annotate, lead)
+            for i, ((info, read), file, made) in enumerate(zip(items, files, created)):
+                lead.reach(i)
                 raw = _raw_bytes(info, read)
                 made.result()
                 entries.append({"name": info.name, "canonical": info.canonical or info.name, "file": file,
@@ -160,7 +164,7 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
                 for entry, note in zip(entries, notes.result()):
                     entry.update(note)
         finally:  # on failure, queued work never runs and nothing runs once the folder is removed
-            stop.set()
+            lead.stop()
             creator.shutdown(wait=True, cancel_futures=True)
             annotator.shutdown(wait=True, cancel_futures=True)
         manifest = {"format": FORMAT_TAG, "version": 1, "arch": arch, "source": source,
@@ -180,16 +184,44 @@ def _raw_bytes(info: TensorInfo, read: Callable[[], np.ndarray]) -> np.ndarray:
 
 
 def _annotate_all(items: list[tuple[TensorInfo, Callable[[], np.ndarray]]],
-                  annotate: Callable[[TensorInfo, np.ndarray], dict[str, Any]],
-                  stop: threading.Event) -> list[dict[str, Any]]:
+                  annotate: Callable[[TensorInfo, np.ndarray], dict[str, Any]], lead: _Lead) -> list[dict[str, Any]]:
     """`annotate` every tensor in order, each read on its own (a view of a memory map costs
     nothing; a reader that builds tensors in memory holds one here and one in the writer)."""
     notes = []
-    for info, read in items:
-        if stop.is_set():
+    for i, (info, read) in enumerate(items):
+        if not lead.wait(i):
             break
         notes.append(annotate(info, _raw_bytes(info, read)))
     return notes
+
+
+class _Lead:
+    """Keeps a helper thread at most `limit` bytes of tensors ahead of the writer, so that what
+    it reads from a model larger than memory is still cached when the writer gets there."""
+
+    def __init__(self, sizes: list[int], limit: int) -> None:
+        self._ends = list(itertools.accumulate(sizes))  # where each tensor ends, in bytes
+        self._limit = limit
+        self._reached = 0
+        self._stopped = False
+        self._cond = threading.Condition()
+
+    def reach(self, i: int) -> None:
+        """The writer has started tensor `i`."""
+        with self._cond:
+            self._reached = self._ends[i]
+            self._cond.notify_all()
+
+    def wait(self, i: int) -> bool:
+        """Block until tensor `i` is within reach; False once stopped."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopped or self._ends[i] <= self._reached + self._limit)
+            return not self._stopped
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
 
 
 def _create(path: Path) -> None:

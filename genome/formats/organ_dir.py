@@ -10,9 +10,10 @@ Writing takes one pass per tensor: its stored bytes (a zero-copy view of the sou
 for GGUF and safetensors) are hashed and written unbuffered from that view, a cache-sized piece
 at a time. Two helper threads work beside the writer: one creates the (empty) files ahead of it,
 one computes the annotations (sampled measurements) of every tensor in order, reading each on
-its own. The writer and the file creation spend nearly all their time outside the GIL
-(``write``, BLAKE3, ``open``), so the threads rarely wait for each other, and on two cores the
-annotations and file creation (slow on some file systems) come almost for free.
+its own, at most `_LEAD_BYTES` ahead of the writer. The writer and the file creation spend nearly
+all their time outside the GIL (``write``, BLAKE3, ``open``), so the threads rarely wait for
+each other: with a second core free, MiniLM's extraction (104 tensors, 91 MB) takes about 85 ms
+instead of 135-170 ms on one thread; with no core free, about as long as on one thread.
 """
 
 from __future__ import annotations

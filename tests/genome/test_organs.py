@@ -75,7 +75,7 @@ def test_outputs_are_never_overwritten_and_failures_leave_nothing(tiny_bert: Pat
 
 
 def test_extract_failing_part_way_leaves_nothing(tiny_bert: Path, tmp_path: Path, monkeypatch) -> None:
-    # an error after some organs are written removes the half-written folder
+    # annotations run on a worker thread: an error there still removes the half-written folder
     calls = []
 
     def failing(raw, info, workspace=None):
@@ -91,6 +91,32 @@ def test_extract_failing_part_way_leaves_nothing(tiny_bert: Path, tmp_path: Path
     with pytest.raises(RuntimeError, match="measurement failed"):
         extract(tiny_bert, tmp_path / "organs")
     assert not (tmp_path / "organs").exists() and not _leftovers(tmp_path)
+
+
+def test_extract_annotation_waits_for_the_writer_within_its_lead(tiny_bert: Path, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    # with no lead allowed, tensor i is annotated only once the writer has reached it (all earlier
+    # tensors started); the manifest is the same as with the default lead
+    from genome import organs
+    from genome.formats import organ_dir
+
+    started, order = [], []
+    real_write, real_measure = organ_dir._write_hashed, organs.measure_tensor
+
+    def write(path, raw):
+        started.append(path.name)
+        return real_write(path, raw)
+
+    def measure(raw, info, workspace=None):
+        order.append(len(started))
+        return real_measure(raw, info, workspace=workspace)
+
+    expected = extract(tiny_bert, tmp_path / "a")
+    monkeypatch.setattr(organ_dir, "_LEAD_BYTES", 0)
+    monkeypatch.setattr(organ_dir, "_write_hashed", write)
+    monkeypatch.setattr(organs, "measure_tensor", measure)
+    assert extract(tiny_bert, tmp_path / "b")["tensors"] == expected["tensors"]
+    assert all(seen >= i for i, seen in enumerate(order)) and len(order) == len(expected["tensors"])
 
 
 def test_graft_ffn_between_same_shaped_models(tmp_path: Path) -> None:

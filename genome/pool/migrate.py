@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+from genome.errors import BadInput
 from genome.pool import store
 from genome.pool.gene import metadata_json, split_block
 
@@ -75,6 +77,14 @@ def upgrade(path: Path, db: Any, version: int) -> None:
     """Bring an index at schema `version` up to `store.SCHEMA_VERSION` (only 1 is known)."""
     if version != 1:
         raise store.PoolCorrupt(f"{Path(path) / store.INDEX}: index schema {version} cannot be upgraded")
+    try:
+        _upgrade_v1(path, db)
+    except (OSError, sqlite3.OperationalError) as err:
+        raise BadInput(f"gene pool {path} has index schema 1 and this version upgrades it to "
+                       f"{store.SCHEMA_VERSION} when it opens it, which failed: {err}") from None
+
+
+def _upgrade_v1(path: Path, db: Any) -> None:
     with store.writer_lock(path):
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -86,7 +96,8 @@ def upgrade(path: Path, db: Any, version: int) -> None:
             db.execute("ROLLBACK")
             raise store.PoolCorrupt(f"{Path(path) / store.INDEX}: cannot upgrade the index: {err}") from None
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
     tag = Path(path) / "pool.json"
     tmp = Path(path) / ".pool.json.tmp"

@@ -30,8 +30,8 @@ from genome.errors import BadInput
 from genome.pool.dedup import PoolIndex
 from genome.pool.gene import Gene, gene_hash
 from genome.pool.options import IngestReport
+from genome.pool.packs import ZSTD
 from genome.pool.session import ModelRecord, Session
-from genome.pool.store import ZSTD
 
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".tox", "build", "dist"}
 
@@ -154,10 +154,11 @@ class CodeIngest:
         payloads = [u.normalised.encode() for u in units]
         digests = [blake3.blake3(p).digest() for p in payloads]
         ghash = [gene_hash("code", "py", (), d) for d in digests]
+        self.index.prefetch([bytes.fromhex(g) for g in ghash])
         level = self.opts.max_level
-        l2 = [bytecode_key(u.normalised) if level >= 2 and g not in self.index.l1 else None
+        l2 = [bytecode_key(u.normalised) if level >= 2 and g not in self.index else None
               for u, g in zip(units, ghash)]
-        need = [i for i, g in enumerate(ghash) if level >= 3 and g not in self.index.l1
+        need = [i for i, g in enumerate(ghash) if level >= 3 and g not in self.index
                 and (l2[i] is None or l2[i] not in self.index.l2)]
         l3: list[str | None] = [None] * len(units)
         for i, t in zip(need, traces([units[i].normalised for i in need])):
@@ -166,8 +167,7 @@ class CodeIngest:
         for i, unit in enumerate(units):
             rep, lev = self._cascade(i, unit, payloads[i], digests[i], ghash[i], l2[i], l3[i])
             self.session.ref(rep)
-            record.tensors.append((i, unit.qualname, unit.module, "py", "[]", unit.source_bytes, None, None, 0.0, 0.0))
-            record.blocks.append((i, 0, rep, lev))
+            record.add_tensor(i, unit.qualname, unit.module, "py", [], unit.source_bytes, [rep], [lev])
             self.report.genes_in += 1
             self.report.bytes_before += unit.source_bytes
             if lev:
@@ -181,7 +181,7 @@ class CodeIngest:
     def _cascade(self, i: int, unit: CodeUnit, payload: bytes, digest: bytes, g: str, l2: str | None,
                  l3: str | None) -> tuple[str, int]:
         idx = self.index
-        if g in idx.l1:
+        if g in idx:
             return g, 1
         if l2 is not None and l2 in idx.l2:
             return idx.l2[l2], 2

@@ -19,17 +19,15 @@ stops at the first level that finds it in the pool (or earlier in the same inges
 - Otherwise a new gene; with `deltas`, stored as a delta against its closest gene (the block at
   the same place in the last model with the same tensor, or an L4 candidate) when that is smaller.
 
-Exact-level ingest (``max_level=1`` without deltas) takes a bulk path (`WeightIngest._exact`):
-per tensor, one BLAKE3 hash per block of the memory-mapped bytes, one index query for the hits,
-new genes as ready index rows, and their blobs compressed and appended on a background thread.
+Exact-level ingest (``max_level=1`` without deltas) takes a bulk path (`genome.pool.exact`):
+per tensor, one BLAKE3 hash per block of the memory-mapped bytes, the hits from the index, the
+new genes as columns, and their blobs appended on a background thread.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +38,24 @@ from genome.errors import BadInput
 from genome.formats.base import TensorInfo
 from genome.minhash import LSHIndex, MinHasher, jaccard, signed_shingles, ternary
 from genome.pool import levels as lv
-from genome.pool import merkle, store
-from genome.pool.gene import Gene, GeneStatus, gene_hashes, metadata_json, signed_fields
+from genome.pool import store
+from genome.pool.gene import Gene, GeneStatus, gene_ids
 from genome.pool.options import DedupOptions, IngestReport
+from genome.pool.packs import ZSTD, ZSTD_SHUFFLE4, choose_codec, encode_blob
 from genome.pool.session import ModelRecord, Session
-from genome.pool.store import RAW, ZSTD, ZSTD_SHUFFLE4, encode_blob
 
 _MARGIN = 0.15  # L4: skip exact checks of candidates whose estimated Jaccard is this far below the threshold
 _NEAR = 0.5  # L4 candidates at least this similar (estimated) are tried as delta bases
 
 
 class PoolIndex:
-    """Level keys of the genes already in the pool (of one kind), grown as the ingest goes."""
+    """Level keys of the genes already in the pool (of one kind), grown as the ingest goes.
+
+    `l1` holds 32-byte gene ids; the other maps are keyed by level key and give hex gene ids.
+    """
 
     def __init__(self, db: Any, kind: str, max_level: int, bands: int, rows: int) -> None:
-        self.l1: set[str] = set()
+        self.l1: set[bytes] = set()
         self.l2: dict[str, str] = {}
         self.l3: dict[str, str] = {}
         self.shape: dict[str, tuple[int, ...]] = {}
@@ -62,22 +63,35 @@ class PoolIndex:
         self.sigmat = np.zeros((0, 0), np.uint32)  # (rows, num_perm), grown by doubling
         self.lsh = LSHIndex(bands, rows)
         self.db, self.kind = db, kind
-        self.lazy = max_level <= 1  # L1 only: look hashes up as they come (`prefetch`), not the whole pool
+        self.lazy = max_level <= 1  # L1 only: look ids up as they come (`prefetch`), not the whole pool
         if self.lazy:
             return
-        for h, l2, l3, shape, sig in db.execute("SELECT hash, l2, l3, shape, sig FROM genes WHERE kind = ?", (kind,)):
-            self.add(h, tuple(json.loads(shape)), l2, l3 if max_level >= 3 else None,
+        for h, l2, l3, shape, sig in db.execute("SELECT g.hash, g.l2, g.l3, m.shape, g.sig FROM genes g "
+                                                "JOIN metas m ON m.id = g.meta WHERE m.kind = ?", (kind,)):
+            self.add(h.hex(), tuple(json.loads(shape)), l2, l3 if max_level >= 3 else None,
                      np.frombuffer(sig, np.uint32) if sig is not None and max_level >= 4 else None)
 
-    def prefetch(self, hashes: list[str]) -> None:
-        """Make `l1` answer for `hashes` (lazy index: one query for those not seen yet)."""
+    def __contains__(self, h: str) -> bool:
+        """Whether gene `h` (hex) is in the pool or was added (call `prefetch` first if lazy)."""
+        return bytes.fromhex(h) in self.l1
+
+    def load_if_small(self, blocks: int) -> None:
+        """Lazy index about to look up `blocks` ids: read every id of the pool at once instead
+        when the pool has signed at most 4 x as many genes (one scan beats thousands of probes)."""
+        if self.lazy and self.db.execute("SELECT COALESCE(SUM(count), 0) FROM batches").fetchone()[0] <= 4 * blocks:
+            self.l1 = {r[0] for r in self.db.execute("SELECT g.hash FROM genes g JOIN metas m ON m.id = g.meta "
+                                                     "WHERE m.kind = ?", (self.kind,))}
+            self.lazy = False
+
+    def prefetch(self, ids: list[bytes]) -> None:
+        """Make `l1` answer for `ids` (lazy index: one query for those not seen yet)."""
         if self.lazy:
-            unseen = [h for h in hashes if h not in self.l1]
+            unseen = [h for h in ids if h not in self.l1]
             if unseen:
-                self.l1 |= store.existing(self.db, "genes", unseen, " AND kind = ?", (self.kind,))
+                self.l1 |= store.existing(self.db, unseen, self.kind)
 
     def add(self, h: str, shape: tuple[int, ...], l2: str | None, l3: str | None, sig: np.ndarray | None) -> None:
-        self.l1.add(h)
+        self.l1.add(bytes.fromhex(h))
         self.shape[h] = shape
         if l2 is not None:
             self.l2.setdefault(l2, h)
@@ -150,13 +164,28 @@ class WeightIngest:
                 self.rowsigs.setdefault((sig, axis), []).append((model, tensor))
 
     def run(self) -> tuple[ModelRecord, IngestReport]:
+        from genome.pool.exact import ExactIngest
         from genome.taxonomy import classify_model
 
         t0 = time.perf_counter()
         infos = self.reader.tensors()
         taxa = classify_model((i.name, i.canonical) for i in infos)
-        for tidx, info in enumerate(infos):
-            self._tensor(tidx, info, taxa[info.name])
+        plans = [lv.plan(info, self.block) for info in infos]
+        self.index.load_if_small(sum(p.count for p in plans))
+        exact = ExactIngest(self) if self.opts.max_level == 1 else None
+        try:
+            for tidx, (info, plan) in enumerate(zip(infos, plans)):
+                raw = np.ascontiguousarray(self.reader.raw(info.name)).reshape(-1)
+                self.report.bytes_before += info.nbytes
+                if exact is not None and not (self.opts.deltas and lv.numeric(info)):
+                    exact.tensor(tidx, info, taxa[info.name], raw, plan)
+                else:
+                    self._tensor(tidx, info, taxa[info.name], raw, plan)
+            if exact is not None:
+                exact.finish()
+        finally:
+            if exact is not None:
+                exact.close()
         self.report.seconds = time.perf_counter() - t0
         self.record.nbytes = self.report.bytes_before
         self.record.final_stats = self._final_stats  # the pack may still be being written
@@ -167,9 +196,7 @@ class WeightIngest:
         return self.report.as_dict()
 
     # ---- one tensor ------------------------------------------------------------------------
-    def _tensor(self, tidx: int, info: TensorInfo, taxon: Any) -> None:
-        raw = np.asarray(self.reader.raw(info.name)).reshape(-1)
-        plan = lv.plan(info, self.block)
+    def _tensor(self, tidx: int, info: TensorInfo, taxon: Any, raw: np.ndarray, plan: lv.BlockPlan) -> None:
         values = None
         if lv.numeric(info):
             values = lv.canonical(raw, info.dtype, info.shape).reshape(-1)
@@ -177,18 +204,15 @@ class WeightIngest:
                 bad = int((~np.isfinite(values)).sum())
                 raise BadInput(f"{self.reader.path}: tensor {info.name!r} holds {bad} NaN or infinite value(s); "
                                f"nothing was added to the pool")
-        self.report.bytes_before += info.nbytes
         n = plan.count
         ranges, shapes = plan.layout()
-        view = memoryview(np.ascontiguousarray(raw))
+        view = memoryview(raw)
         digests = [blake3.blake3(view[a:b]).digest() for a, b in ranges]
-        ghash = gene_hashes("weights", info.dtype, shapes, digests)
-        self.index.prefetch(ghash)
-        if self.opts.max_level == 1 and not (self.opts.deltas and values is not None):
-            self._exact(tidx, info, taxon, view, ranges, shapes, digests, ghash)
-            return
+        ids = gene_ids("weights", info.dtype, shapes, digests)
+        self.index.prefetch(ids)
+        ghash = [g.hex() for g in ids]
         idx, level = self.index, self.opts.max_level
-        pending = [i for i in range(n) if ghash[i] not in idx.l1]
+        pending = [i for i in range(n) if ghash[i] not in idx]
         l2: list[str | None] = [None] * n
         l3: list[str | None] = [None] * n
         sigs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -214,8 +238,9 @@ class WeightIngest:
             sigs = {i: (found[k], shingles[k]) for k, i in enumerate(pending)}
 
         slot = self._same_slot(info) if values is not None and self.opts.deltas else {}
-        codec, ratio = self._codec(raw[ranges[0][0]:ranges[0][1]])
+        codec, ratio = choose_codec(view[slice(*ranges[n // 2])], self.opts.compress_gain)
         err_sq = 0.0
+        genes, levels = [], []
         for i in range(n):
             rep, lev = self._cascade(i, info, taxon, raw, ranges, shapes, digests, ghash, l2, l3, sigs,
                                      block_values if values is not None else None, slot, codec, ratio)
@@ -223,7 +248,8 @@ class WeightIngest:
                 diff = block_values(i).astype(np.float64) - self.pool.values(rep, self.session)
                 err_sq += float((diff * diff).sum())
             self.session.ref(rep)
-            self.record.blocks.append((tidx, i, rep, lev))
+            genes.append(rep)
+            levels.append(lev)
             self.report.genes_in += 1
             if lev:
                 self.report.collapsed[lev] += 1
@@ -231,56 +257,14 @@ class WeightIngest:
         if err_sq > 0:
             self.report.lossy_tensors.append({"name": info.name, "rel_error": float(np.sqrt(err_sq / norm_sq))
                                               if norm_sq > 0 else 0.0})
-        self.record.tensors.append((tidx, info.name, info.canonical, info.dtype, json.dumps(list(info.shape)),
-                                    info.nbytes, None, None, err_sq, norm_sq))
-
-    def _exact(self, tidx: int, info: TensorInfo, taxon: Any, view: memoryview, ranges: list[tuple[int, int]],
-               shapes: list[tuple[int, ...]], digests: list[bytes], ghash: list[str]) -> None:
-        """L1 only, in bulk: each block references the gene with its hash, or is a new gene (stored
-        whole; its blob, unless the pool has it, compressed and appended in the background)."""
-        l1, n = self.index.l1, len(ghash)
-        first: dict[str, int] = {}  # new gene -> its first block (a repeat within the tensor is an L1 hit)
-        for i, g in enumerate(ghash):
-            if g not in l1 and g not in first:
-                first[g] = i
-        if first:
-            new = list(first.values())
-            blobs = [digests[i].hex() for i in new]
-            fresh = set(self.session.new_blobs(blobs))
-            if fresh:
-                a, b = ranges[0]
-                codec, _ = self._codec(view[a:b])
-                queued = {bh: i for bh, i in zip(blobs, new) if bh in fresh}
-                self.session.queue_blobs(list(queued), [view[slice(*ranges[i])] for i in queued.values()], codec)
-            meta = {"source": self.name, "tensor": info.name, "canonical": info.canonical, "domain": taxon.domain,
-                    "subtype": taxon.subtype, "role": taxon.role}
-            rest = metadata_json(meta)[1:]  # canonical JSON sorts "block" before every other key
-            forms = {s: (",".join(map(str, s)), "[" + ",".join(map(str, s)) + "]") for s in set(shapes)}
-            dtype, active = info.dtype, GeneStatus.ACTIVE.value
-            rows = []
-            for i, bh in zip(new, blobs):
-                g, (comma, brackets) = ghash[i], forms[shapes[i]]
-                m = f'{{"block":{i},{rest}'
-                leaf = merkle.leaf_hash(signed_fields(g, "weights", bh, dtype, comma, "", m))
-                a, b = ranges[i]
-                rows.append([g, "weights", bh, None, dtype, brackets, b - a, None, None, None, m, 1, None, active, 0,
-                             leaf])
-            self.session.add_rows(rows)
-            l1.update(first)
-        self.session.refs(Counter(ghash))
-        self.record.blocks.extend(zip(repeat(tidx), range(n), ghash,
-                                      [0 if first.get(g) == i else 1 for i, g in enumerate(ghash)]))
-        self.report.genes_in += n
-        self.report.collapsed[1] += n - len(first)
-        self.report.full_genes += len(first)
-        self.record.tensors.append((tidx, info.name, info.canonical, info.dtype, json.dumps(list(info.shape)),
-                                    info.nbytes, None, None, 0.0, 0.0))
+        self.record.add_tensor(tidx, info.name, info.canonical, info.dtype, info.shape, info.nbytes, genes, levels,
+                               err_sq=err_sq, norm_sq=norm_sq)
 
     def _cascade(self, i, info, taxon, raw, ranges, shapes, digests, ghash, l2, l3, sigs, block_values, slot,
                  codec, ratio) -> tuple[str, int]:
         """(gene the block references, level it collapsed at, 0 for a new gene)."""
         idx, g = self.index, ghash[i]
-        if g in idx.l1:
+        if g in idx:
             return g, 1
         if l2[i] is not None and l2[i] in idx.l2:
             return idx.l2[l2[i]], 2
@@ -392,13 +376,6 @@ class WeightIngest:
         self.report.l4_rejected += len(cands)
         return None, verify, close
 
-    def _codec(self, sample: np.ndarray) -> tuple[int, float]:
-        """zstd for this tensor's blocks if the first block shrinks by `compress_gain`, else raw."""
-        if sample.nbytes == 0:
-            return RAW, 1.0
-        ratio = sample.nbytes / len(encode_blob(memoryview(np.ascontiguousarray(sample)), ZSTD))
-        return (ZSTD, ratio) if ratio >= self.opts.compress_gain else (RAW, 1.0)
-
     def _same_slot(self, info: TensorInfo) -> dict[int, str]:
         """Block index -> gene of the same tensor (canonical name and shape) in the last model holding it."""
         row = self.pool.db.execute(
@@ -406,7 +383,7 @@ class WeightIngest:
             "ORDER BY model DESC LIMIT 1", (info.canonical, json.dumps(list(info.shape)))).fetchone()
         if row is None:
             return {}
-        return dict(self.pool.db.execute("SELECT idx, gene FROM blocks WHERE model = ? AND tensor = ?", row))
+        return dict(enumerate(self.pool.tensor_genes(*row)))
 
     def _permuted(self, tidx: int, info: TensorInfo, mat: np.ndarray, look: bool, axes: tuple[int, ...]) -> bool:
         """Register this tensor's row/column multisets; if `look`, find a stored tensor it permutes."""
@@ -449,14 +426,12 @@ class WeightIngest:
     def _record_permuted(self, tidx, info, model, tensor, perm, axis) -> None:
         payload = perm.astype(np.int64).tobytes()
         blob = blake3.blake3(payload).hexdigest()
-        self.session.put_blob(blob, payload, ZSTD)
-        genes = self.pool.db.execute("SELECT idx, gene FROM blocks WHERE model = ? AND tensor = ? ORDER BY idx",
-                                     (model, tensor)).fetchall()
-        for i, g in genes:
+        self.session.put_blob(blob, payload, ZSTD, shared=True)
+        genes = self.pool.tensor_genes(model, tensor)
+        for g in genes:
             self.session.ref(g)
-            self.record.blocks.append((tidx, i, g, 2))
         self.report.genes_in += len(genes)
         self.report.collapsed[2] += len(genes)
         self.report.permuted_tensors += 1
-        self.record.tensors.append((tidx, info.name, info.canonical, info.dtype, json.dumps(list(info.shape)),
-                                    info.nbytes, blob, axis, 0.0, 0.0))
+        self.record.add_tensor(tidx, info.name, info.canonical, info.dtype, info.shape, info.nbytes, genes,
+                               [2] * len(genes), perm=blob, axis=axis)

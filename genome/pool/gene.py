@@ -65,10 +65,19 @@ def gene_hash(kind: str, dtype: str, shape: tuple[int, ...], digest: bytes) -> s
     return blake3.blake3(_head(kind, dtype, shape) + digest).hexdigest()
 
 
-def gene_hashes(kind: str, dtype: str, shapes: list[tuple[int, ...]], digests: list[bytes]) -> list[str]:
-    """`gene_hash` of many blocks of one tensor (each distinct shape's prefix built once)."""
-    heads = {s: _head(kind, dtype, s) for s in set(shapes)}
-    return [blake3.blake3(heads[s] + d).hexdigest() for s, d in zip(shapes, digests)]
+def gene_ids(kind: str, dtype: str, shapes: list[tuple[int, ...]], digests: list[bytes]) -> list[bytes]:
+    """`gene_hash` of many blocks of one tensor as 32-byte ids (one prefix per run of equal shapes:
+    a tensor's blocks share a shape but for the last)."""
+    out: list[bytes] = []
+    lo = 0
+    while lo < len(shapes):
+        hi = lo + 1
+        while hi < len(shapes) and shapes[hi] == shapes[lo]:
+            hi += 1
+        head = _head(kind, dtype, shapes[lo])
+        out += [blake3.blake3(head + d).digest() for d in digests[lo:hi]]
+        lo = hi
+    return out
 
 
 def _head(kind: str, dtype: str, shape: tuple[int, ...]) -> bytes:
@@ -99,7 +108,10 @@ class Gene:
         status: lifecycle status.
         refs: references held by models, delta genes and evolved children.
         base: for a delta-coded gene, the gene the delta applies to.
-        attestation: set by the pool (`genome.pool.attest.Attestation`).
+        attestation: set by the pool: (batch, leaf index).
+        location: set by the pool: where its payload is stored (`genome.pool.packs.Location`).
+        leaf_format: layout of its signed fields (`LEAF_FORMAT`; 1 for genes signed before
+            index schema 2).
     """
 
     hash: str
@@ -115,30 +127,65 @@ class Gene:
     refs: int = 0
     base: str | None = None
     attestation: Any = None
+    location: Any = None
+    leaf_format: int = 2
 
     def transition(self, new: GeneStatus | str) -> None:
         """Move to `new`; `IllegalTransition` if the lifecycle forbids it."""
         self.status = check_transition(self.status, new, f"gene {self.hash[:12]}")
 
-    def signed_fields(self, meta_json: str | None = None) -> bytes:
-        """The immutable part of the gene that attestations sign: NUL-separated fields, metadata as
-        canonical JSON (`meta_json`, when the caller already has it)."""
-        if meta_json is None:
-            meta_json = metadata_json(self.metadata)
+    def signed_fields(self) -> bytes:
+        """The immutable part of the gene that attestations sign (see `signed_fields`)."""
         levels = ",".join(f"{k}={v}" for k, v in sorted(self.level_hashes.items()))
-        return signed_fields(self.hash, self.kind, self.blob, self.dtype, ",".join(map(str, self.shape)), levels,
-                             meta_json, self.version, self.parent_hash, self.base)
+        shape = ",".join(map(str, self.shape))
+        if self.leaf_format == 1:
+            return "\0".join(("gene-v1", self.hash, self.kind, self.blob, self.dtype, shape, levels,
+                              metadata_json(self.metadata), str(self.version), self.parent_hash or "",
+                              self.base or "")).encode()
+        block, rest = split_block(self.metadata)
+        return signed_fields(bytes.fromhex(self.hash), bytes.fromhex(self.blob), block,
+                             common_digest(self.kind, self.dtype, shape, levels, metadata_json(rest), self.version,
+                                           self.parent_hash, self.base))
 
 
-def signed_fields(h: str, kind: str, blob: str, dtype: str, shape: str, levels: str, meta_json: str,
-                  version: int = 1, parent: str | None = None, base: str | None = None) -> bytes:
-    """`Gene.signed_fields` from plain values (the bulk ingest path builds no `Gene` objects).
+#: The signed fields of a gene (format 2) are fixed-width, so a batch's leaves can be laid out as
+#: one array: this prefix, the gene id, its blob's digest, its block index (int64 LE, -1 for
+#: none) and `common_digest` of every other field, which the blocks of a tensor share.
+SIGNED_PREFIX = b"gene-v2\0"
+SIGNED_SIZE = len(SIGNED_PREFIX) + 32 + 32 + 8 + 32
+LEAF_FORMAT = 2
+
+
+def signed_fields(gene_id: bytes, blob: bytes, block: int | None, common: bytes) -> bytes:
+    """`Gene.signed_fields` from plain values: `SIGNED_SIZE` bytes."""
+    return SIGNED_PREFIX + gene_id + blob + (-1 if block is None else block).to_bytes(8, "little", signed=True) + common
+
+
+def common_digest(kind: str, dtype: str, shape: str, levels: str, meta_json: str, version: int = 1,
+                  parent: str | None = None, base: str | None = None) -> bytes:
+    """BLAKE3 of a gene's signed fields other than its id, blob and block index.
 
     Args:
-        shape: comma-joined dimensions (``"10,384"``); levels: ``"2=...,3=..."`` sorted by level.
+        shape: comma-joined dimensions (``"10,384"``); levels: ``"2=...,3=..."`` sorted by level;
+        meta_json: canonical JSON of the metadata without its block index (`split_block`).
     """
-    return "\0".join(("gene-v1", h, kind, blob, dtype, shape, levels, meta_json, str(version), parent or "",
-                      base or "")).encode()
+    fields = ("gene-v2", kind, dtype, shape, levels, meta_json, str(version), parent or "", base or "")
+    return blake3.blake3("\0".join(fields).encode()).digest()
+
+
+def split_block(metadata: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
+    """(block index, the rest of the metadata): the index keeps the block index in its own column
+    and the rest once per tensor. Only a non-negative int ``block`` is split off, so the split is
+    one-to-one."""
+    block = metadata.get("block")
+    if type(block) is int and block >= 0:
+        return block, {k: v for k, v in metadata.items() if k != "block"}
+    return None, metadata
+
+
+def join_block(block: int | None, rest: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `split_block`."""
+    return rest if block is None else {"block": block, **rest}
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:
@@ -176,4 +223,4 @@ def evolve(gene: Gene, new_data: bytes | np.ndarray, reason: str = "", dtype: st
     meta = {**gene.metadata, "evolved_from": gene.hash, "reason": reason}
     return replace(gene, hash=child_hash, blob=digest.hex(), dtype=new_dtype, shape=shape, level_hashes={},
                    metadata=meta, version=gene.version + 1, parent_hash=gene.hash, status=GeneStatus.ACTIVE,
-                   refs=0, base=None, attestation=None)
+                   refs=0, base=None, attestation=None, location=None, leaf_format=LEAF_FORMAT)

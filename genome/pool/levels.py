@@ -143,6 +143,18 @@ def finite(values: np.ndarray) -> bool:
     return bool(np.isfinite(values).all())  # an overflowing sum of finite values
 
 
+_IEEE_VIEWS = {"F64": "<f8", "F32": "<f4", "F16": "<f2"}
+
+
+def finite_bytes(raw: np.ndarray, dtype: str) -> bool:
+    """`finite` of a plain float tensor's stored bytes (uint8, any slice of whole values), without
+    decoding them; True for other dtypes."""
+    if dtype == "BF16":
+        return not bool(np.any((raw.view("<u2") & 0x7F80) == 0x7F80))  # exponent all ones: Inf or NaN
+    view = _IEEE_VIEWS.get(dtype)
+    return True if view is None else finite(raw.view(view))
+
+
 def canonical_key(values: np.ndarray, shape: tuple[int, ...], digest: bytes | None = None) -> str:
     """L2 key of a block's canonical values. `digest`: BLAKE3 of those bytes if already known."""
     if digest is None:

@@ -12,6 +12,7 @@ from genome.formats.base import TensorInfo
 from genome.pool import attest, merkle, store
 from genome.pool.gene import content_digest, gene_hash
 from genome.pool.levels import plan
+from genome.pool.packs import PackWriter
 
 _MAX_LISTED = 20
 
@@ -32,97 +33,109 @@ def verify(pool: Any) -> dict[str, Any]:
     ok = db.execute("PRAGMA integrity_check").fetchone()[0]
     if ok != "ok":
         err(f"SQLite integrity check: {ok}")
-    # blobs
-    blob_rows = db.execute("SELECT hash, pack FROM blobs").fetchall()
-    packs = {r[0] for r in db.execute("SELECT name FROM packs")}
-    for h, pack in blob_rows:
-        if pack not in packs:
-            err(f"blob {h[:16]} points into unknown pack {pack}")
+    packs = {r[0] for r in db.execute("SELECT id FROM packs")}
+    # payloads: every gene's and every shared blob's, each stored copy read once
+    genes = {r[0]: r[1:] for r in db.execute(
+        "SELECT g.hash, m.kind, g.blob, g.base, m.dtype, m.shape, g.parent, g.refs, g.pack, g.offset, g.length, g.size, "
+        "g.codec FROM genes g LEFT JOIN metas m ON m.id = g.meta")}
+    shared = {r[0]: tuple(r[1:]) for r in db.execute("SELECT hash, pack, offset, length, size, codec FROM blobs")}
+    payloads = {(blob, tuple(loc)) for _kind, blob, _b, _d, _s, _p, _r, *loc in genes.values()}
+    payloads |= {(h, loc) for h, loc in shared.items()}
+    broken: set[bytes] = set()
+    for digest, loc in sorted(payloads):
+        if loc[0] not in packs:
+            err(f"blob {digest.hex()[:16]} points into unknown pack {loc[0]}")
+            broken.add(digest)
             continue
         try:
-            pool.reader.read(h)
+            pool.reader.read_at(digest, loc)
         except store.PoolCorrupt as e:
             err(str(e))
-    blobs = {h for h, _ in blob_rows}
-    # genes
-    genes = {r[0]: r[1:] for r in db.execute("SELECT hash, kind, blob, base, dtype, shape, parent, refs, batch FROM genes")}
-    refs: Counter[str] = Counter(r[0] for r in db.execute("SELECT gene FROM blocks"))
-    for h, (kind, blob, base, dtype, shape, parent, _, _) in genes.items():
-        if blob not in blobs:
-            err(f"gene {h[:16]}: its blob {blob[:16]} is missing")
+            broken.add(digest)
+    # references: model blocks, delta bases and version parents
+    refs: Counter[bytes] = Counter()
+    for (packed,) in db.execute("SELECT genes FROM tensors"):
+        refs.update(packed[i:i + 32] for i in range(0, len(packed), 32))
+    for h, (kind, blob, base, dtype, shape, parent, _, *_loc) in genes.items():
         if base is not None:
             refs[base] += 1
             if base not in genes:
-                err(f"gene {h[:16]}: its delta base {base[:16]} is missing")
+                err(f"gene {h.hex()[:16]}: its delta base {base.hex()[:16]} is missing")
         if parent is not None and parent in genes:
             refs[parent] += 1
     for h, n in refs.items():
         if h not in genes:
-            err(f"{n} reference(s) to missing gene {h[:16]}")
-    for h, (*_, stored_refs, _) in genes.items():
+            err(f"{n} reference(s) to missing gene {h.hex()[:16]}")
+    for h, (*_, stored_refs, _pack, _o, _l, _s, _c) in genes.items():
         if stored_refs != refs.get(h, 0):
-            err(f"gene {h[:16]}: reference count {stored_refs}, but {refs.get(h, 0)} references exist")
+            err(f"gene {h.hex()[:16]}: reference count {stored_refs}, but {refs.get(h, 0)} references exist")
     # gene contents and attestations
     for h, (kind, blob, base, dtype, shape, *_rest) in genes.items():
-        if base is None and blob in blobs:
-            if gene_hash(kind, dtype, tuple(json.loads(shape)), bytes.fromhex(blob)) != h:
-                err(f"gene {h[:16]}: its id does not match its blob")
-        elif blob in blobs and base in genes:
+        if kind is None:
+            err(f"gene {h.hex()[:16]}: its metadata row is missing")
+            continue
+        if base is None and blob not in broken:
+            if gene_hash(kind, dtype, tuple(json.loads(shape)), blob) != h.hex():
+                err(f"gene {h.hex()[:16]}: its id does not match its blob")
+        elif base is not None and blob not in broken and base in genes:
             try:
-                data = pool.exact_bytes(h)
-                if gene_hash(kind, dtype, tuple(json.loads(shape)), content_digest(data)) != h:
-                    err(f"gene {h[:16]}: its rebuilt data does not match its id")
+                data = pool.exact_bytes(h.hex())
+                if gene_hash(kind, dtype, tuple(json.loads(shape)), content_digest(data)) != h.hex():
+                    err(f"gene {h.hex()[:16]}: its rebuilt data does not match its id")
             except BadInput as e:
                 err(str(e))
         try:
-            pool.check_attestation(pool.gene(h))
+            pool.check_attestation(pool.gene(h.hex()))
         except store.PoolCorrupt as e:
             err(str(e))
     public = attest.public_key(pool.path)
-    for batch, root, signature, key, count in db.execute("SELECT id, root, signature, public_key, count FROM batches"):
-        leaves = [r[0] for r in db.execute("SELECT hash FROM leaves WHERE batch = ? ORDER BY idx", (batch,))]
+    for batch, root, signature, key, count, packed in db.execute(
+            "SELECT id, root, signature, public_key, count, leaves FROM batches"):
+        leaves = [packed[i:i + 32] for i in range(0, len(packed), 32)]
         if len(leaves) != count or merkle.root(leaves) != root:
             err(f"attestation batch {batch}: its leaves no longer hash to the signed root")
         elif key != public or not attest.check_signature(key, batch, root, count, signature):
             err(f"attestation batch {batch}: the signature does not verify with the pool's public key")
     # models: every tensor's blocks are present and complete
     for mid, name, kind in db.execute("SELECT id, name, kind FROM models").fetchall():
-        for idx, tname, dtype, shape, nbytes, perm in db.execute(
-                "SELECT idx, name, dtype, shape, nbytes, perm FROM tensors WHERE model = ?", (mid,)).fetchall():
-            n = db.execute("SELECT COUNT(*) FROM blocks WHERE model = ? AND tensor = ?", (mid, idx)).fetchone()[0]
+        for tname, dtype, shape, nbytes, perm, packed, levels in db.execute(
+                "SELECT name, dtype, shape, nbytes, perm, genes, levels FROM tensors WHERE model = ?", (mid,)).fetchall():
+            n = len(packed) // 32
+            if len(packed) % 32 or len(levels) != n:
+                err(f"model {name!r} tensor {tname!r}: its gene list is damaged")
             if kind == "weights":
                 expected = plan(TensorInfo(tname, tuple(json.loads(shape)), dtype, nbytes),
                                 int(pool.config["block"])).count
                 if n != expected:
                     err(f"model {name!r} tensor {tname!r}: {n} blocks recorded, {expected} expected")
-            if perm is not None and perm not in blobs:
-                err(f"model {name!r} tensor {tname!r}: its permutation blob {perm[:16]} is missing")
+            if perm is not None and perm not in shared:
+                err(f"model {name!r} tensor {tname!r}: its permutation blob {perm.hex()[:16]} is missing")
     temps, orphans = store.leftovers(pool.path, db)
     if temps:
         notes.append(f"{len(temps)} temporary file(s) left by an interrupted write (removed by the next write)")
     if orphans:
         notes.append(f"{len(orphans)} pack file(s) no index row points to, left by an interrupted ingest "
                      f"(removed by the next write or by compact)")
-    live = {g[1] for g in genes.values()} | {r[0] for r in db.execute("SELECT perm FROM tensors WHERE perm IS NOT NULL")}
-    if blobs - live:
-        notes.append(f"{len(blobs - live)} unreferenced blob(s) (removed by compact)")
+    live = {r[0] for r in db.execute("SELECT perm FROM tensors WHERE perm IS NOT NULL")}
+    if set(shared) - live:
+        notes.append(f"{len(set(shared) - live)} unreferenced blob(s) (removed by compact)")
     unreferenced = sum(1 for g in genes.values() if g[6] == 0)
     if unreferenced:
         notes.append(f"{unreferenced} gene(s) with no reference (removed by compact)")
     if len(errors) > _MAX_LISTED:
         errors = errors[:_MAX_LISTED] + [f"... and {len(errors) - _MAX_LISTED} more"]
     return {"clean": not errors, "errors": errors, "notes": notes,
-            "checked": {"blobs": len(blobs), "genes": len(genes), "batches": db.execute(
+            "checked": {"blobs": len(payloads), "genes": len(genes), "batches": db.execute(
                 "SELECT COUNT(*) FROM batches").fetchone()[0]}}
 
 
 def compact(pool: Any) -> dict[str, Any]:
     """Remove genes nothing references (repeatedly: a removed delta frees its base), then rewrite
-    the packs with only the blobs still referenced. Returns counts and bytes freed."""
+    the packs with only the payloads still referenced. Returns counts and bytes freed."""
     db = pool.db
     with store.writer_lock(pool.path):
         left = store.remove_leftovers(pool.path, db)
-        before = db.execute("SELECT COALESCE(SUM(length), 0) FROM blobs").fetchone()[0]
+        before = _stored_bytes(db)
         removed = 0
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -134,22 +147,24 @@ def compact(pool: Any) -> dict[str, Any]:
                 dec = Counter([b for _, b, _ in dead if b] + [p for _, _, p in dead if p])
                 db.executemany("UPDATE genes SET refs = refs - ? WHERE hash = ?", [(n, h) for h, n in dec.items()])
                 removed += len(dead)
-            live = {r[0] for r in db.execute("SELECT blob FROM genes")} | \
-                {r[0] for r in db.execute("SELECT perm FROM tensors WHERE perm IS NOT NULL")}
-            rows = db.execute("SELECT hash, pack, offset, length, size, codec FROM blobs").fetchall()
-            keep = [r for r in rows if r[0] in live]
+            perms = {r[0] for r in db.execute("SELECT perm FROM tensors WHERE perm IS NOT NULL")}
+            shared = db.execute("SELECT hash, pack, offset, length, size, codec FROM blobs").fetchall()
+            keep_shared = [r for r in shared if r[0] in perms]
+            genes = db.execute("SELECT hash, blob, pack, offset, length, size, codec FROM genes").fetchall()
             old_packs = [r[0] for r in db.execute("SELECT name FROM packs")]
-            writer = store.PackWriter(pool.path)
-            for h, pack, offset, length, size, codec in keep:
-                m = pool.reader._map(pack)
-                writer.add_stored(h, bytes(m[offset:offset + length]), size, codec)
+            pack_id = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM packs").fetchone()[0]
+            writer = PackWriter(pool.path)
+            for digest, *loc in [(b, *loc) for _, b, *loc in genes] + keep_shared:
+                writer.add_stored(digest, pool.reader.stored(tuple(loc)), loc[3], loc[4])
             name = writer.finish(durable=True)
             db.execute("DELETE FROM blobs")
             db.execute("DELETE FROM packs")
             if name is not None:
-                db.execute("INSERT INTO packs VALUES (?, ?, strftime('%s','now'))", (name, writer.offset))
+                db.execute("INSERT INTO packs VALUES (?, ?, ?, strftime('%s','now'))", (pack_id, name, writer.offset))
+                db.executemany("UPDATE genes SET pack = ?, offset = ?, length = ? WHERE hash = ?",
+                               [(pack_id, *writer.blobs[b][:2], h) for h, b, *_ in genes])
                 db.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?, ?, ?)",
-                               [(h, name, o, ln, sz, c) for h, (o, ln, sz, c) in writer.blobs.items()])
+                               [(h, pack_id, *writer.blobs[h]) for h, *_ in keep_shared])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -160,9 +175,16 @@ def compact(pool: Any) -> dict[str, Any]:
             if pack != name:
                 (pool.path / store.OBJECTS / pack).unlink(missing_ok=True)
         db.execute("VACUUM")
-    after = db.execute("SELECT COALESCE(SUM(length), 0) FROM blobs").fetchone()[0]
-    return {"genes_removed": removed, "blobs_removed": len(rows) - len(keep), "bytes_before": before,
-            "bytes_after": after, "leftovers_removed": left}
+    after = _stored_bytes(db)
+    return {"genes_removed": removed, "blobs_removed": before[1] - after[1], "bytes_before": before[0],
+            "bytes_after": after[0], "leftovers_removed": left}
+
+
+def _stored_bytes(db: Any) -> tuple[int, int]:
+    """(stored bytes of the distinct payloads the index points to, how many there are)."""
+    rows = {tuple(r) for r in db.execute("SELECT pack, offset, length FROM genes UNION "
+                                         "SELECT pack, offset, length FROM blobs")}
+    return sum(r[2] for r in rows), len(rows)
 
 
 def stats(pool: Any) -> dict[str, Any]:
@@ -178,15 +200,16 @@ def stats(pool: Any) -> dict[str, Any]:
         for k in ("delta_genes", "delta_bytes", "level_deltas", "requires_verification"):
             totals[k] += d.get(k, 0)
     roles: Counter[str] = Counter()
-    for (meta,) in db.execute("SELECT meta FROM genes"):
-        roles[json.loads(meta).get("role", "code")] += 1
-    stored = db.execute("SELECT COALESCE(SUM(length), 0) FROM blobs").fetchone()[0]
+    for meta, n in db.execute("SELECT m.json, COUNT(*) FROM genes g JOIN metas m ON m.id = g.meta GROUP BY g.meta"):
+        roles[json.loads(meta).get("role", "code")] += n
+    stored, payloads = _stored_bytes(db)
     logical = sum(m[2] for m in models)
     return {
         "path": str(pool.path),
         "models": [{"name": n, "kind": k, "bytes": b, "stored": s} for n, k, b, s, _ in models],
         "genes": db.execute("SELECT COUNT(*) FROM genes").fetchone()[0],
-        "genes_by_kind": dict(db.execute("SELECT kind, COUNT(*) FROM genes GROUP BY kind").fetchall()),
+        "genes_by_kind": dict(db.execute("SELECT m.kind, COUNT(*) FROM genes g JOIN metas m ON m.id = g.meta "
+                                         "GROUP BY m.kind").fetchall()),
         "genes_by_status": dict(db.execute("SELECT status, COUNT(*) FROM genes GROUP BY status").fetchall()),
         "genes_by_role": dict(roles),
         "delta_coded": db.execute("SELECT COUNT(*) FROM genes WHERE base IS NOT NULL").fetchone()[0],
@@ -199,7 +222,7 @@ def stats(pool: Any) -> dict[str, Any]:
         "bytes_logical": logical,
         "bytes_stored": stored,
         "ratio": logical / max(stored, 1),
-        "blobs": db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0],
+        "blobs": payloads,
         "packs": db.execute("SELECT COUNT(*) FROM packs").fetchone()[0],
         "batches": db.execute("SELECT COUNT(*) FROM batches").fetchone()[0],
         "merkle_root": pool.merkle_root(),

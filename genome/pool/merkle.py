@@ -7,27 +7,49 @@ unchanged, so a proof lists only real siblings. H is BLAKE3 (the gene pool's def
 
 `levels` builds the whole tree once; `proof_from_levels` then answers any number of proofs in
 O(log n) each (the registry proves every one of 10k entries without rebuilding the tree).
+Tree levels and `leaf_hashes` lay their inputs out as one array and hash slices of it: one
+hash call per node, no per-node concatenation (a gene pool batch holds thousands of leaves).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import blake3
+import numpy as np
 
-_HASHES: dict[str, Callable[[bytes], bytes]] = {
-    "blake3": lambda data: blake3.blake3(data).digest(),
-    "sha256": lambda data: hashlib.sha256(data).digest(),
-}
+#: hash constructors (called on bytes or a memoryview, `.digest()` gives 32 bytes).
+_HASHES: dict[str, Callable[[Any], Any]] = {"blake3": blake3.blake3, "sha256": hashlib.sha256}
 EMPTY_ROOT = blake3.blake3(b"\x02empty").hexdigest()
 
 
-def _hash(algo: str) -> Callable[[bytes], bytes]:
+def _constructor(algo: str) -> Callable[[Any], Any]:
     try:
         return _HASHES[algo]
     except KeyError:
         raise ValueError(f"unknown Merkle hash {algo!r}; expected one of {', '.join(_HASHES)}") from None
+
+
+def _hash(algo: str) -> Callable[[bytes], bytes]:
+    new = _constructor(algo)
+    return lambda data: new(data).digest()
+
+
+def _rows(buf: np.ndarray, algo: str) -> list[bytes]:
+    """The hash of every row of a C-contiguous (n, width) uint8 array."""
+    new, width = _constructor(algo), buf.shape[1]
+    flat = memoryview(buf.tobytes())
+    return [new(flat[i:i + width]).digest() for i in range(0, len(flat), width)]
+
+
+def leaf_hashes(items: np.ndarray, algo: str = "blake3") -> list[bytes]:
+    """`leaf_hash` of every row of a (n, width) uint8 array of fixed-width items."""
+    buf = np.empty((items.shape[0], items.shape[1] + 1), np.uint8)
+    buf[:, 0] = 0
+    buf[:, 1:] = items
+    return _rows(buf, algo)
 
 
 def empty_root(algo: str = "blake3") -> str:
@@ -50,7 +72,14 @@ def levels(leaves: Sequence[bytes], algo: str = "blake3") -> list[list[bytes]]:
     out = [list(leaves)]
     while len(out[-1]) > 1:
         cur = out[-1]
-        nxt = [h(b"\x01" + cur[i] + cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
+        pairs = len(cur) // 2
+        if set(map(len, cur)) == {32}:  # hashes: one array of (0x01, left, right) rows
+            buf = np.empty((pairs, 65), np.uint8)
+            buf[:, 0] = 1
+            buf[:, 1:] = np.frombuffer(b"".join(cur[:2 * pairs]), np.uint8).reshape(pairs, 64)
+            nxt = _rows(buf, algo)
+        else:
+            nxt = [h(b"\x01" + cur[i] + cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
         if len(cur) % 2:
             nxt.append(cur[-1])
         out.append(nxt)

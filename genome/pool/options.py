@@ -24,7 +24,9 @@ class DedupOptions:
         shadow_tol: largest relative change of the layer's probe outputs an L4 collapse may cause.
         l3_bits: significant bits the L3 probe outputs are rounded to.
         delta_gain: a closest-gene delta is kept if at most this share of the block's stored size.
-        compress_gain: zstd is used for a tensor's blocks if its first block shrinks by this factor.
+        compress_gain: zstd is used for a tensor's blocks if a sample block shrinks by this factor
+            (1.11: a saving of 10%; float32 weights save under 10% and are stored raw, bf16,
+            sparse blocks and deltas save more).
         max_candidates: L4 candidates verified per block (most similar signatures first).
     """
 
@@ -36,7 +38,7 @@ class DedupOptions:
     shadow_tol: float = 0.05
     l3_bits: int = 12
     delta_gain: float = 0.8
-    compress_gain: float = 1.05
+    compress_gain: float = 1.11
     max_candidates: int = 3
 
     def __post_init__(self) -> None:

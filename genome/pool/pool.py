@@ -11,7 +11,7 @@ Reading a gene checks its blob's BLAKE3 hash, that the gene hashes to its id, an
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +19,23 @@ import numpy as np
 
 from genome.errors import BadInput
 from genome.pool import attest, merkle, store
+from genome.pool.bulk import add_refs
 from genome.pool.gene import (
+    LEAF_FORMAT,
     Gene,
     GeneStatus,
     check_transition,
     content_digest,
     gene_hash,
+    join_block,
 )
 from genome.pool.levels import apply_delta, canonical, encode
+from genome.pool.packs import PackReader
 
 DEFAULT_CONFIG = {"block": 4096, "num_perm": 100, "bands": 20, "rows": 5, "minhash_seed": 1}
-_GENE_COLUMNS = ("hash, kind, blob, base, dtype, shape, nbytes, l2, l3, sig, meta, version, parent, status, refs, "
-                 "batch, leaf")
+_GENE_COLUMNS = ("g.hash, m.kind, g.blob, g.base, m.dtype, m.shape, g.l2, g.l3, g.sig, m.json, g.block, g.version, "
+                 "g.parent, g.status, g.refs, g.batch, g.leaf, g.pack, g.offset, g.length, g.size, g.codec")
+_GENE_FROM = "genes g JOIN metas m ON m.id = g.meta"
 
 
 class GenePool:
@@ -38,10 +43,19 @@ class GenePool:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.db = store.connect(self.path)
+        self.db, version = store.connect(self.path)
+        if version < store.SCHEMA_VERSION:
+            from genome.pool.migrate import upgrade
+
+            try:
+                upgrade(self.path, self.db, version)
+            except BaseException:
+                self.db.close()
+                raise
         self.config = {**DEFAULT_CONFIG, **store.read_config(self.db)}
-        self.reader = store.PackReader(self.path, self.db)
+        self.reader = PackReader(self.path, self.db)
         self._batches: dict[int, bool] = {}
+        self._formats: dict[int, int] = {}  # batch -> leaf format
         self._checked: set[str] = set()  # genes whose attestation was verified in this session
         self._genes: dict[str, Gene] = {}  # read cache; cleared by every write
         self._values: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -77,24 +91,47 @@ class GenePool:
         cached = self._genes.get(h)
         if cached is not None:
             return cached
-        row = self.db.execute(f"SELECT {_GENE_COLUMNS} FROM genes WHERE hash = ?", (h,)).fetchone()
-        if row is None and 4 <= len(h) < 64:
-            rows = self.db.execute(f"SELECT {_GENE_COLUMNS} FROM genes WHERE hash LIKE ? LIMIT 2", (h + "%",)).fetchall()
+        row = None
+        try:
+            key = bytes.fromhex(h) if len(h) % 2 == 0 else None
+        except ValueError:
+            raise BadInput(f"gene {h!r} is not a hex gene id") from None
+        if key is not None and len(key) == 32:
+            row = self.db.execute(f"SELECT {_GENE_COLUMNS} FROM {_GENE_FROM} WHERE g.hash = ?", (key,)).fetchone()
+        elif 4 <= len(h) < 64:  # a unique prefix: the ids from h000... up to h fff...
+            lo, hi = bytes.fromhex(h.ljust(64, "0")), bytes.fromhex(h.ljust(64, "f"))
+            rows = self.db.execute(f"SELECT {_GENE_COLUMNS} FROM {_GENE_FROM} WHERE g.hash BETWEEN ? AND ? LIMIT 2",
+                                   (lo, hi)).fetchall()
             row = rows[0] if len(rows) == 1 else None
         if row is None:
             raise BadInput(f"gene {h!r} is not in pool {self.path}")
         return self._gene(row)
 
     def _gene(self, row: tuple) -> Gene:
-        (h, kind, blob, base, dtype, shape, _nb, l2, l3, sig, meta, version, parent, status, refs, batch, leaf) = row
+        (h, kind, blob, base, dtype, shape, l2, l3, sig, meta, block, version, parent, status, refs, batch, leaf,
+         *location) = row
         levels = {k: v for k, v in ((2, l2), (3, l3), (4, sig.hex() if sig else None)) if v}
-        g = Gene(h, kind, blob, dtype, tuple(json.loads(shape)), levels, json.loads(meta), version, parent,
-                 GeneStatus(status), refs, base)
+        g = Gene(h.hex(), kind, blob.hex(), dtype, tuple(json.loads(shape)), levels, join_block(block, json.loads(meta)),
+                 version, parent.hex() if parent else None, GeneStatus(status), refs, base.hex() if base else None)
         g.attestation = (batch, leaf)
+        g.location = tuple(location)
+        g.leaf_format = self._format(batch)
         if len(self._genes) > 4096:
             self._genes.clear()
-        self._genes[h] = g
+        self._genes[g.hash] = g
         return g
+
+    def _format(self, batch: int) -> int:
+        fmt = self._formats.get(batch)
+        if fmt is None:
+            row = self.db.execute("SELECT format FROM batches WHERE id = ?", (batch,)).fetchone()
+            fmt = self._formats[batch] = row[0] if row else LEAF_FORMAT
+        return fmt
+
+    def leaves(self, batch: int) -> list[bytes]:
+        """A batch's Merkle leaves, in order (none for an unknown batch)."""
+        row = self.db.execute("SELECT leaves FROM batches WHERE id = ?", (batch,)).fetchone()
+        return [] if row is None else _split32(row[0])
 
     def attestation(self, h: str) -> attest.Attestation:
         """The gene's attestation: leaf, inclusion proof in its batch, the signed batch root."""
@@ -102,7 +139,7 @@ class GenePool:
         batch, leaf = g.attestation
         root, signature, public, count = self.db.execute(
             "SELECT root, signature, public_key, count FROM batches WHERE id = ?", (batch,)).fetchone()
-        leaves = [r[0] for r in self.db.execute("SELECT hash FROM leaves WHERE batch = ? ORDER BY idx", (batch,))]
+        leaves = self.leaves(batch)
         return attest.Attestation(g.hash, batch, leaf, leaves[leaf].hex(), tuple(merkle.proof(leaves, leaf)),
                                   root, count, signature, public)
 
@@ -112,7 +149,7 @@ class GenePool:
         if ok is None:
             row = self.db.execute("SELECT root, signature, public_key, count FROM batches WHERE id = ?",
                                   (batch,)).fetchone()
-            leaves = [r[0] for r in self.db.execute("SELECT hash FROM leaves WHERE batch = ? ORDER BY idx", (batch,))]
+            leaves = self.leaves(batch)
             ok = False
             if row is not None:
                 root, signature, public, count = row
@@ -126,7 +163,7 @@ class GenePool:
         if g.hash in self._checked:
             return
         batch, leaf = g.attestation
-        row = self.db.execute("SELECT hash FROM leaves WHERE batch = ? AND idx = ?", (batch, leaf)).fetchone()
+        row = self.db.execute("SELECT substr(leaves, 32 * ? + 1, 32) FROM batches WHERE id = ?", (leaf, batch)).fetchone()
         if row is None or merkle.leaf_hash(g.signed_fields()) != row[0]:
             raise store.PoolCorrupt(f"gene {g.hash[:16]}: its index row does not match what was signed "
                                     f"(batch {batch}, leaf {leaf}); the index was changed")
@@ -138,11 +175,12 @@ class GenePool:
     def exact_bytes(self, h: str, session: Any = None) -> bytes:
         """A gene's exact stored bytes, fully checked (blob hash, gene hash, attestation)."""
         g = session.gene(h) if session is not None else None
-        if g is None:
+        if g is not None:
+            payload = session.payload(g.blob)
+        else:
             g = self.gene(h)
             self.check_attestation(g)
-        read = session.payload if session is not None else self.reader.read
-        payload = read(g.blob)
+            payload = self.reader.read_at(bytes.fromhex(g.blob), g.location)
         if g.base is None:
             data = payload
         else:
@@ -171,7 +209,7 @@ class GenePool:
         with store.writer_lock(self.path):
             g = self.gene(h)
             new = check_transition(g.status, status, f"gene {g.hash[:12]}")
-            self.db.execute("UPDATE genes SET status = ? WHERE hash = ?", (new.value, g.hash))
+            self.db.execute("UPDATE genes SET status = ? WHERE hash = ?", (new.value, bytes.fromhex(g.hash)))
             self._genes.clear()
             g.status = new
         return g
@@ -180,8 +218,8 @@ class GenePool:
         """A new version of a weight gene (same shape and dtype), chained to it; the parent is
         DEPRECATED and, with `repoint`, every model block that used it uses the new version."""
         from genome.pool.gene import evolve as evolve_gene
+        from genome.pool.packs import ZSTD
         from genome.pool.session import Session
-        from genome.pool.store import ZSTD
 
         with store.writer_lock(self.path):
             parent = self.gene(h)
@@ -196,8 +234,7 @@ class GenePool:
                 session.put_blob(child.blob, data, ZSTD)
                 session.add_gene(child, nbytes=data.nbytes)
                 session.ref(parent.hash)  # a version holds its parent (rollback stays possible)
-                moved = self.db.execute("SELECT COUNT(*) FROM blocks WHERE gene = ?", (parent.hash,)).fetchone()[0] \
-                    if repoint else 0
+                moved = self.uses(parent.hash) if repoint else 0
                 session.ref(child.hash, moved)
                 session.ref(parent.hash, -moved)
                 session.commit(moves=[(parent.hash, child.hash)] if moved else None,
@@ -271,12 +308,12 @@ class GenePool:
         """
         with store.writer_lock(self.path):
             mid = self.model_row(name)[0]
-            counts = self.db.execute("SELECT gene, COUNT(*) FROM blocks WHERE model = ? GROUP BY gene",
-                                     (mid,)).fetchall()
+            counts = Counter(g for (packed,) in self.db.execute("SELECT genes FROM tensors WHERE model = ?", (mid,))
+                             for g in _split32(packed))
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                self.db.executemany("UPDATE genes SET refs = refs - ? WHERE hash = ?", [(n, g) for g, n in counts])
-                for table in ("blocks", "tensors", "rowsigs"):
+                add_refs(self.db, Counter({g: -n for g, n in counts.items()}))
+                for table in ("tensors", "rowsigs"):
                     self.db.execute(f"DELETE FROM {table} WHERE model = ?", (mid,))
                 self.db.execute("DELETE FROM models WHERE id = ?", (mid,))
                 self.db.execute("COMMIT")
@@ -284,7 +321,7 @@ class GenePool:
                 self.db.execute("ROLLBACK")
                 raise
             self._genes.clear()
-        return sum(n for _, n in counts)
+        return sum(counts.values())
 
     # ---- models ----------------------------------------------------------------------------
     def model_row(self, name: str) -> tuple:
@@ -295,13 +332,39 @@ class GenePool:
             raise BadInput(f"pool {self.path} has no model {name!r} (models: {', '.join(names) or 'none'})")
         return row
 
+    def tensor_genes(self, model: int, tensor: int) -> list[str]:
+        """The gene (hex id) of each block of a tensor, in block order."""
+        row = self.db.execute("SELECT genes FROM tensors WHERE model = ? AND idx = ?", (model, tensor)).fetchone()
+        return [] if row is None else [g.hex() for g in _split32(row[0])]
+
+    def blocks(self, model: int) -> list[tuple[int, int, str, int]]:
+        """(tensor, block, gene hex id, level it collapsed at: 0 new, 1-4) of every block of a model."""
+        out = []
+        for idx, packed, levels in self.db.execute("SELECT idx, genes, levels FROM tensors WHERE model = ? ORDER BY idx",
+                                                   (model,)):
+            out += [(idx, i, g.hex(), lev) for i, (g, lev) in enumerate(zip(_split32(packed), levels))]
+        return out
+
+    def uses(self, h: str) -> int:
+        """How many model blocks use gene `h`."""
+        key = bytes.fromhex(h)
+        return sum(_positions(packed, key).size for (packed,) in self.db.execute(
+            "SELECT genes FROM tensors WHERE instr(genes, ?) > 0", (key,)))
+
+    def repoint(self, old: bytes, new: bytes) -> None:
+        """Make every model block that uses gene `old` use gene `new` (inside the caller's
+        transaction; references are the caller's to move)."""
+        rows = self.db.execute("SELECT model, idx, genes FROM tensors WHERE instr(genes, ?) > 0", (old,)).fetchall()
+        for model, idx, packed in rows:
+            ids = np.frombuffer(packed, np.uint8).reshape(-1, 32).copy()
+            ids[_positions(packed, old)] = np.frombuffer(new, np.uint8)
+            self.db.execute("UPDATE tensors SET genes = ? WHERE model = ? AND idx = ?", (ids.tobytes(), model, idx))
+
     def tensor_values(self, model: int, tensor: int) -> np.ndarray:
         """A numeric tensor's canonical values rebuilt from its genes, in its own shape."""
         shape, perm, axis = self.db.execute("SELECT shape, perm, perm_axis FROM tensors WHERE model = ? AND idx = ?",
                                             (model, tensor)).fetchone()
-        genes = [r[0] for r in self.db.execute(
-            "SELECT gene FROM blocks WHERE model = ? AND tensor = ? ORDER BY idx", (model, tensor))]
-        parts = [self.values(g).reshape(-1) for g in genes]
+        parts = [self.values(g).reshape(-1) for g in self.tensor_genes(model, tensor)]
         flat = np.concatenate(parts) if len(parts) > 1 else parts[0].reshape(-1)
         vals = flat.reshape(json.loads(shape))
         if perm is not None:
@@ -313,10 +376,9 @@ class GenePool:
         """A tensor's exact stored bytes rebuilt from its genes: uint8 (nbytes,)."""
         dtype, perm, nbytes = self.db.execute(
             "SELECT dtype, perm, nbytes FROM tensors WHERE model = ? AND idx = ?", (model, tensor)).fetchone()
-        rows = self.db.execute("SELECT b.gene, g.dtype, g.base FROM blocks b JOIN genes g ON g.hash = b.gene "
-                               "WHERE b.model = ? AND b.tensor = ? ORDER BY b.idx", (model, tensor)).fetchall()
-        if perm is None and all(gd == dtype and base is None for _, gd, base in rows):
-            out = np.frombuffer(b"".join(self.exact_bytes(g) for g, _, _ in rows), np.uint8)
+        genes = [self.gene(g) for g in self.tensor_genes(model, tensor)]
+        if perm is None and all(g.dtype == dtype and g.base is None for g in genes):
+            out = np.frombuffer(b"".join(self.exact_bytes(g.hash) for g in genes), np.uint8)
         else:
             out = encode(self.tensor_values(model, tensor), dtype)
         if out.nbytes != nbytes:
@@ -353,9 +415,9 @@ class GenePool:
     # ---- pool-wide -------------------------------------------------------------------------
     def leaves_by_gene(self) -> tuple[list[str], list[bytes]]:
         """Every gene id (sorted) and its signed leaf hash."""
-        rows = self.db.execute("SELECT g.hash, l.hash FROM genes g JOIN leaves l ON l.batch = g.batch "
-                               "AND l.idx = g.leaf ORDER BY g.hash").fetchall()
-        return [r[0] for r in rows], [r[1] for r in rows]
+        batches = {b: packed for b, packed in self.db.execute("SELECT id, leaves FROM batches")}
+        rows = self.db.execute("SELECT hash, batch, leaf FROM genes ORDER BY hash").fetchall()
+        return [h.hex() for h, _, _ in rows], [batches.get(b, b"")[32 * i:32 * i + 32] for _, b, i in rows]
 
     def merkle_root(self) -> str:
         """Merkle root over all genes (sorted by id; leaf = the gene's signed leaf)."""
@@ -368,3 +430,14 @@ class GenePool:
         i = ids.index(g.hash)
         return {"gene": g.hash, "leaf": leaves[i].hex(), "index": i, "proof": merkle.proof(leaves, i),
                 "root": merkle.root(leaves)}
+
+
+def _split32(packed: bytes) -> list[bytes]:
+    """A packed BLOB of 32-byte hashes as a list."""
+    return [packed[i:i + 32] for i in range(0, len(packed), 32)]
+
+
+def _positions(packed: bytes, key: bytes) -> np.ndarray:
+    """Indices of the 32-byte entries of `packed` equal to `key`."""
+    ids = np.frombuffer(packed, np.uint8).reshape(-1, 32)
+    return np.flatnonzero((ids == np.frombuffer(key, np.uint8)).all(axis=1))

@@ -61,8 +61,7 @@ def test_levels_of_code_genes(tmp_path):
     first = pool.ingest_code(a)
     assert first.genes_in == 3 and first.unique(3) == 3
     second = pool.ingest_code(b)
-    rows = dict(pool.db.execute("SELECT t.name, b.level FROM tensors t JOIN blocks b ON b.model = t.model "
-                                "AND b.tensor = t.idx WHERE t.model = 2").fetchall())
+    rows = {name: levels[0] for name, levels in pool.db.execute("SELECT name, levels FROM tensors WHERE model = 2")}
     assert rows == {"plus": 1, "add_renamed": 2, "total_builtin": 3, "Helper.spin": 0}
     assert second.collapsed == {1: 1, 2: 1, 3: 1, 4: 0} and second.unique(3) == 1
     meta = pool.db.execute("SELECT metadata FROM models WHERE name = 'b'").fetchone()[0]

@@ -109,7 +109,7 @@ def test_norm_weights_alike_in_ternary_need_verification(tmp_path, base_tensors)
     assert report.requires_verification == 1 and report.collapsed[4] == 0
     statuses = dict(pool.db.execute("SELECT status, COUNT(*) FROM genes GROUP BY status").fetchall())
     assert statuses["REQUIRES_VERIFICATION"] == 1
-    h = pool.db.execute("SELECT hash FROM genes WHERE status = 'REQUIRES_VERIFICATION'").fetchone()[0]
+    h = pool.db.execute("SELECT hash FROM genes WHERE status = 'REQUIRES_VERIFICATION'").fetchone()[0].hex()
     assert pool.set_status(h, "ACTIVE").status is GeneStatus.ACTIVE
 
 
@@ -130,8 +130,8 @@ def test_reingest_is_all_l1_and_gguf_export_works(tmp_path):
 
 
 def test_bulk_exact_ingest_writes_what_the_cascade_writes(tmp_path, base_tensors):
-    """max_level=1 without deltas takes the bulk path; its genes, leaves and blobs are the rows the
-    block-by-block cascade writes (repeated blocks within a tensor included), and they verify."""
+    """max_level=1 without deltas takes the bulk path; its genes, leaves, blobs and blocks are the
+    rows the block-by-block cascade writes (repeated blocks within a tensor included), and they verify."""
     tensors = {**base_tensors, "blk.0.ffn_down.weight": torch.zeros((64, 64))}  # 16 identical blocks
     model = _model(tmp_path / "m.safetensors", tensors)
     rows = {}
@@ -141,11 +141,11 @@ def test_bulk_exact_ingest_writes_what_the_cascade_writes(tmp_path, base_tensors
         assert report.genes_in == 49 and report.full_genes == 34 and report.collapsed[1] == 15
         assert report.bytes_after == pool.db.execute("SELECT stored FROM models").fetchone()[0] > 0
         rows[label] = (
-            sorted(pool.db.execute("SELECT hash, kind, blob, base, dtype, shape, nbytes, l2, l3, sig, meta, version, "
-                                   "parent, status, refs FROM genes")),
-            sorted(r[0] for r in pool.db.execute("SELECT hash FROM leaves")),
-            sorted(pool.db.execute("SELECT hash, length, size, codec FROM blobs")),
-            sorted(pool.db.execute("SELECT tensor, idx, gene, level FROM blocks")))
+            sorted(pool.db.execute("SELECT hash, kind, blob, base, dtype, shape, nbytes, l2, l3, sig, json, block, "
+                                   "version, parent, status, refs, length, size, codec FROM genes g "
+                                   "JOIN metas m ON m.id = g.meta")),
+            sorted(pool.leaves(1)),
+            pool.blocks(1))
         again = pool.ingest(model, name="again", options=DedupOptions(max_level=1, deltas=False))
         assert again.collapsed[1] == 49 and again.bytes_after == 0
         assert verify(pool)["clean"]
@@ -176,8 +176,8 @@ def test_compact_frees_what_only_a_removed_model_used(tmp_path, base_tensors):
 def test_evolve_repoints_models_and_keeps_the_version_chain(tmp_path, base_tensors):
     pool = GenePool.init(tmp_path / "pool", block=BLOCK)
     pool.ingest(_model(tmp_path / "a.safetensors", base_tensors))
-    h = pool.db.execute("SELECT b.gene FROM blocks b JOIN tensors t ON t.model = b.model AND t.idx = b.tensor "
-                        "WHERE t.name = 'blk.0.attn_norm.weight'").fetchone()[0]  # the norm gain (64,)
+    model, idx = pool.db.execute("SELECT model, idx FROM tensors WHERE name = 'blk.0.attn_norm.weight'").fetchone()
+    [h] = pool.tensor_genes(model, idx)  # the norm gain (64,): one gene
     child = pool.evolve(h, np.full(64, 1.0, np.float32), reason="reset gain")
     parent = pool.gene(h)
     assert (child.version, child.parent_hash, parent.status) == (2, h, GeneStatus.DEPRECATED)
@@ -194,7 +194,7 @@ def test_attestation_inclusion_proofs_and_key_file_mode(tmp_path, base_tensors):
     pool.ingest(_model(tmp_path / "a.safetensors", base_tensors))
     key = tmp_path / "pool" / "keys" / "ed25519.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    h = pool.db.execute("SELECT hash FROM genes LIMIT 1 OFFSET 5").fetchone()[0]
+    h = pool.db.execute("SELECT hash FROM genes LIMIT 1 OFFSET 5").fetchone()[0].hex()
     att = pool.attestation(h)
     assert att.verify(pool.gene(h).signed_fields())
     assert not att.verify(b"someone else's metadata")
@@ -228,7 +228,7 @@ def test_tampering_is_caught_on_read_and_by_verify(tmp_path, base_tensors, damag
             sig = db.execute("SELECT signature FROM batches").fetchone()[0]
             db.execute("UPDATE batches SET signature = ?", (("0" if sig[0] != "0" else "1") + sig[1:],))
         else:
-            db.execute("UPDATE genes SET meta = ? WHERE rowid = 1", (json.dumps({"source": "forged"}),))
+            db.execute("UPDATE metas SET json = ? WHERE id = 1", (json.dumps({"source": "forged"}),))
         db.commit()
         db.close()
     pool = GenePool(tmp_path / "pool")
@@ -245,6 +245,11 @@ def test_bad_inputs_leave_the_pool_unchanged(tmp_path, base_tensors):
     bad = {**base_tensors, "blk.1.ffn_up.weight": torch.tensor([1.0, float("nan"), 2.0])}
     with pytest.raises(BadInput, match="blk.1.ffn_up.weight.*NaN"):
         pool.ingest(_model(tmp_path / "nan.safetensors", bad))
+    up = torch.full((64, 64), 2.0)
+    up[63, 5] = float("inf")
+    with pytest.raises(BadInput, match="blk.1.ffn_up.weight.* 1 NaN or infinite"):  # the bulk path checks too
+        pool.ingest(_model(tmp_path / "inf.safetensors", {**base_tensors, "blk.1.ffn_up.weight": up}),
+                    options=DedupOptions(max_level=1, deltas=False))
     assert pool.db.execute("SELECT COUNT(*) FROM models").fetchone()[0] == 1
     assert len(list((tmp_path / "pool" / "objects").iterdir())) == 1  # no half-written pack
     assert verify(pool)["clean"] and verify(pool)["notes"] == []

@@ -33,7 +33,8 @@ def test_family_dedup_table_and_bit_identical_reconstruction(family, tmp_path):
         opts = DedupOptions(max_level=3 if name == "bf16" else 4)
         reports[name] = pool.ingest(path, name=name, options=opts)
     base, ft, bf16, bf16f32, swapped, perm = (reports[n] for n in family)
-    assert base.genes_in == BLOCKS and base.unique(4) == BLOCKS and 1.05 < base.ratio < 1.15
+    # float32 weights are stored raw (zstd saves them under 10%); a few small tensors compress well
+    assert base.genes_in == BLOCKS and base.unique(4) == BLOCKS and 1.0 < base.ratio < 1.05
     # brief fine-tune: only layer 5's two FFN matrices changed (154 + 192 blocks), all kept as lossless deltas
     assert ft.unique(1) == 346 and ft.collapsed[3] + ft.collapsed[4] == 346 and ft.unique(4) == 0
     assert ft.delta_bytes == ft.bytes_after < 0.6 * 346 * 4096 * 4

@@ -36,77 +36,17 @@ import numpy as np
 
 from genome.errors import BadInput
 from genome.formats.base import TensorInfo
-from genome.minhash import LSHIndex, MinHasher, jaccard, signed_shingles, ternary
+from genome.minhash import MinHasher, jaccard, signed_shingles, ternary
 from genome.pool import levels as lv
-from genome.pool import store
 from genome.pool.gene import Gene, GeneStatus, gene_ids
+from genome.pool.index import PoolIndex
 from genome.pool.options import DedupOptions, IngestReport
 from genome.pool.packs import ZSTD, ZSTD_SHUFFLE4, choose_codec, encode_blob
+from genome.pool.permutation import Permutations
 from genome.pool.session import ModelRecord, Session
 
 _MARGIN = 0.15  # L4: skip exact checks of candidates whose estimated Jaccard is this far below the threshold
 _NEAR = 0.5  # L4 candidates at least this similar (estimated) are tried as delta bases
-
-
-class PoolIndex:
-    """Level keys of the genes already in the pool (of one kind), grown as the ingest goes.
-
-    `l1` holds 32-byte gene ids; the other maps are keyed by level key and give hex gene ids.
-    """
-
-    def __init__(self, db: Any, kind: str, max_level: int, bands: int, rows: int) -> None:
-        self.l1: set[bytes] = set()
-        self.l2: dict[str, str] = {}
-        self.l3: dict[str, str] = {}
-        self.shape: dict[str, tuple[int, ...]] = {}
-        self.sig_row: dict[str, int] = {}
-        self.sigmat = np.zeros((0, 0), np.uint32)  # (rows, num_perm), grown by doubling
-        self.lsh = LSHIndex(bands, rows)
-        self.db, self.kind = db, kind
-        self.lazy = max_level <= 1  # L1 only: look ids up as they come (`prefetch`), not the whole pool
-        if self.lazy:
-            return
-        for h, l2, l3, shape, sig in db.execute("SELECT g.hash, g.l2, g.l3, m.shape, g.sig FROM genes g "
-                                                "JOIN metas m ON m.id = g.meta WHERE m.kind = ?", (kind,)):
-            self.add(h.hex(), tuple(json.loads(shape)), l2, l3 if max_level >= 3 else None,
-                     np.frombuffer(sig, np.uint32) if sig is not None and max_level >= 4 else None)
-
-    def __contains__(self, h: str) -> bool:
-        """Whether gene `h` (hex) is in the pool or was added (call `prefetch` first if lazy)."""
-        return bytes.fromhex(h) in self.l1
-
-    def load_if_small(self, blocks: int) -> None:
-        """Lazy index about to look up `blocks` ids: read every id of the pool at once instead
-        when the pool has signed at most 4 x as many genes (one scan beats thousands of probes)."""
-        if self.lazy and self.db.execute("SELECT COALESCE(SUM(count), 0) FROM batches").fetchone()[0] <= 4 * blocks:
-            self.l1 = {r[0] for r in self.db.execute("SELECT g.hash FROM genes g JOIN metas m ON m.id = g.meta "
-                                                     "WHERE m.kind = ?", (self.kind,))}
-            self.lazy = False
-
-    def prefetch(self, ids: list[bytes]) -> None:
-        """Make `l1` answer for `ids` (lazy index: one query for those not seen yet)."""
-        if self.lazy:
-            unseen = [h for h in ids if h not in self.l1]
-            if unseen:
-                self.l1 |= store.existing(self.db, unseen, self.kind)
-
-    def add(self, h: str, shape: tuple[int, ...], l2: str | None, l3: str | None, sig: np.ndarray | None) -> None:
-        self.l1.add(bytes.fromhex(h))
-        self.shape[h] = shape
-        if l2 is not None:
-            self.l2.setdefault(l2, h)
-        if l3 is not None:
-            self.l3.setdefault(l3, h)
-        if sig is not None:
-            n = len(self.sig_row)
-            if n == len(self.sigmat):
-                grown = np.zeros((max(1024, 2 * n), len(sig)), sig.dtype)
-                if n:
-                    grown[:n] = self.sigmat[:n]
-                self.sigmat = grown
-            self.sigmat[n] = sig
-            self.sig_row[h] = n
-            self.lsh.insert(h, sig)
 
 
 def default_name(path: Path) -> str:
@@ -129,21 +69,6 @@ def _metadata_json(metadata: dict[str, Any]) -> dict[str, list[Any]]:
     return {k: [plain(e.value), e.type, e.sub_type] for k, e in metadata.items()}
 
 
-def _lane_keys(bits: np.ndarray, axis: int) -> np.ndarray:
-    """An xxh3-64 digest of every row (axis 0) or column (axis 1) of a bit-pattern matrix: (n,)."""
-    import xxhash
-
-    lanes = np.ascontiguousarray(bits if axis == 0 else bits.T)
-    return np.fromiter((xxhash.xxh3_64_intdigest(row) for row in lanes), np.uint64, len(lanes))
-
-
-def _multiset_sig(keys: np.ndarray, shape: tuple[int, ...], axis: int) -> str:
-    return blake3.blake3(f"perm|{axis}|{shape}|".encode() + np.sort(keys).tobytes()).hexdigest()
-
-
-_MAX_PERM_LANES = 8192  # rows/columns beyond this (embedding tables) are not checked for permutations
-
-
 class WeightIngest:
     """The cascade over one model's tensors (see the module docstring)."""
 
@@ -157,11 +82,8 @@ class WeightIngest:
         self.report = IngestReport(name=name, kind="weights")
         self.record = ModelRecord(name, "weights", str(reader.path), reader.format, reader.arch,
                                   _metadata_json(reader.metadata))
-        self.rowsigs: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        self.permutations = Permutations(pool, load=opts.max_level >= 2)
         self._tried: set[tuple[str, str]] = set()  # (base, gene) delta attempts already made
-        if opts.max_level >= 2:
-            for sig, axis, model, tensor in pool.db.execute("SELECT sig, axis, model, tensor FROM rowsigs"):
-                self.rowsigs.setdefault((sig, axis), []).append((model, tensor))
 
     def run(self) -> tuple[ModelRecord, IngestReport]:
         from genome.pool.exact import ExactIngest
@@ -228,7 +150,11 @@ class WeightIngest:
             pending = [i for i in pending if l2[i] not in idx.l2]
         if values is not None and level >= 2 and len(info.shape) in (1, 2) and info.numel > 1:
             mat = values.reshape(info.shape if len(info.shape) == 2 else (-1, 1))  # a vector: permuted elements
-            if self._permuted(tidx, info, mat, bool(pending), axes=(0, 1) if len(info.shape) == 2 else (0,)):
+            rowsigs, found = self.permutations.find(info.shape, mat, bool(pending),
+                                                    axes=(0, 1) if len(info.shape) == 2 else (0,))
+            self.record.rowsigs += [(sig, axis, tidx) for sig, axis in rowsigs]
+            if found is not None:
+                self._record_permuted(tidx, info, *found)
                 return
         if values is not None and level >= 3 and pending:
             l3 = lv.behaviour_keys(values, plan, self.opts.l3_bits)
@@ -384,44 +310,6 @@ class WeightIngest:
         if row is None:
             return {}
         return dict(enumerate(self.pool.tensor_genes(*row)))
-
-    def _permuted(self, tidx: int, info: TensorInfo, mat: np.ndarray, look: bool, axes: tuple[int, ...]) -> bool:
-        """Register this tensor's row/column multisets; if `look`, find a stored tensor it permutes."""
-        kind = np.uint64 if mat.dtype == np.float64 else np.uint32
-        bits = np.ascontiguousarray(mat).view(kind)
-        for axis in axes:
-            if bits.shape[axis] > _MAX_PERM_LANES:
-                continue
-            keys = _lane_keys(bits, axis)
-            sig = _multiset_sig(keys, info.shape, axis)
-            self.record.rowsigs.append((sig, axis, tidx))
-            if not look:
-                continue
-            for model, tensor in self.rowsigs.get((sig, axis), []):
-                found = self._match_permutation(model, tensor, bits, keys, axis, kind)
-                if found is not None:
-                    self._record_permuted(tidx, info, model, tensor, found, axis)
-                    return True
-        return False
-
-    def _match_permutation(self, model, tensor, bits, keys, axis, kind) -> np.ndarray | None:
-        own_perm, own_axis = self.pool.db.execute("SELECT perm, perm_axis FROM tensors WHERE model = ? AND idx = ?",
-                                                  (model, tensor)).fetchone()
-        if own_perm is not None and own_axis != axis:
-            return None
-        cand = self.pool.tensor_values(model, tensor)
-        if cand.size != bits.size or cand.dtype.itemsize != bits.dtype.itemsize:
-            return None
-        cand = cand.reshape(bits.shape)
-        cbits = np.ascontiguousarray(cand).view(kind)
-        ck = _lane_keys(cbits, axis)
-        perm = np.empty(bits.shape[axis], np.int64)
-        perm[np.argsort(keys, kind="stable")] = np.argsort(ck, kind="stable")
-        if not np.array_equal(np.take(cbits, perm, axis=axis), bits):
-            return None
-        if own_perm is not None:  # stored relative to the candidate's own genes
-            perm = np.frombuffer(self.pool.reader.read(own_perm), np.int64)[perm]
-        return perm
 
     def _record_permuted(self, tidx, info, model, tensor, perm, axis) -> None:
         payload = perm.astype(np.int64).tobytes()

@@ -25,8 +25,7 @@ def verify(pool: Any) -> dict[str, Any]:
         ingest left), "checked": counts}.
     """
     db = pool.db
-    pool._checked.clear()  # verify checks everything afresh
-    pool._batches.clear()
+    pool.ledger.forget()  # verify checks everything afresh
     errors: list[str] = []
     notes: list[str] = []
     err = errors.append
@@ -85,7 +84,7 @@ def verify(pool: Any) -> dict[str, Any]:
             except BadInput as e:
                 err(str(e))
         try:
-            pool.check_attestation(pool.gene(h.hex()))
+            pool.ledger.check_attestation(pool.gene(h.hex()))
         except store.PoolCorrupt as e:
             err(str(e))
     public = attest.public_key(pool.path)
@@ -225,6 +224,6 @@ def stats(pool: Any) -> dict[str, Any]:
         "blobs": payloads,
         "packs": db.execute("SELECT COUNT(*) FROM packs").fetchone()[0],
         "batches": db.execute("SELECT COUNT(*) FROM batches").fetchone()[0],
-        "merkle_root": pool.merkle_root(),
+        "merkle_root": pool.ledger.merkle_root(),
         "public_key": attest.public_key(pool.path),
     }

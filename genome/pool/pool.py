@@ -5,7 +5,8 @@
     pool.export("model", "copy.safetensors")     # bit-identical unless lossy L4 was asked for
 
 Reading a gene checks its blob's BLAKE3 hash, that the gene hashes to its id, and its attestation
-(the batch signature once per batch, then the gene's leaf), so tampering is caught on read.
+(`pool.ledger`: the batch signature once per batch, then the gene's leaf), so tampering is caught
+on read. Rebuilding tensors and models from genes is `genome.pool.rebuild`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from typing import Any
 import numpy as np
 
 from genome.errors import BadInput
-from genome.pool import attest, merkle, store
+from genome.pool import attest, store
 from genome.pool.bulk import add_refs
 from genome.pool.gene import (
-    LEAF_FORMAT,
     Gene,
     GeneStatus,
     check_transition,
@@ -29,6 +29,7 @@ from genome.pool.gene import (
     gene_hash,
     join_block,
 )
+from genome.pool.ledger import Ledger
 from genome.pool.levels import apply_delta, canonical, encode
 from genome.pool.packs import PackReader
 
@@ -54,9 +55,7 @@ class GenePool:
                 raise
         self.config = {**DEFAULT_CONFIG, **store.read_config(self.db)}
         self.reader = PackReader(self.path, self.db)
-        self._batches: dict[int, bool] = {}
-        self._formats: dict[int, int] = {}  # batch -> leaf format
-        self._checked: set[str] = set()  # genes whose attestation was verified in this session
+        self.ledger = Ledger(self.db, self.path)  # batches, signatures, the pool-wide Merkle root
         self._genes: dict[str, Gene] = {}  # read cache; cleared by every write
         self._values: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -115,62 +114,11 @@ class GenePool:
                  version, parent.hex() if parent else None, GeneStatus(status), refs, base.hex() if base else None)
         g.attestation = (batch, leaf)
         g.location = tuple(location)
-        g.leaf_format = self._format(batch)
+        g.leaf_format = self.ledger.leaf_format(batch)
         if len(self._genes) > 4096:
             self._genes.clear()
         self._genes[g.hash] = g
         return g
-
-    def _format(self, batch: int) -> int:
-        fmt = self._formats.get(batch)
-        if fmt is None:
-            row = self.db.execute("SELECT format FROM batches WHERE id = ?", (batch,)).fetchone()
-            fmt = self._formats[batch] = row[0] if row else LEAF_FORMAT
-        return fmt
-
-    def leaves(self, batch: int) -> list[bytes]:
-        """A batch's Merkle leaves, in order (none for an unknown batch)."""
-        row = self.db.execute("SELECT leaves FROM batches WHERE id = ?", (batch,)).fetchone()
-        return [] if row is None else _split32(row[0])
-
-    def attestation(self, h: str) -> attest.Attestation:
-        """The gene's attestation: leaf, inclusion proof in its batch, the signed batch root."""
-        g = self.gene(h)
-        batch, leaf = g.attestation
-        root, signature, public, count = self.db.execute(
-            "SELECT root, signature, public_key, count FROM batches WHERE id = ?", (batch,)).fetchone()
-        leaves = self.leaves(batch)
-        return attest.Attestation(g.hash, batch, leaf, leaves[leaf].hex(), tuple(merkle.proof(leaves, leaf)),
-                                  root, count, signature, public)
-
-    def check_batch(self, batch: int) -> bool:
-        """True if a batch's stored leaves hash to its root and the root's signature holds (cached)."""
-        ok = self._batches.get(batch)
-        if ok is None:
-            row = self.db.execute("SELECT root, signature, public_key, count FROM batches WHERE id = ?",
-                                  (batch,)).fetchone()
-            leaves = self.leaves(batch)
-            ok = False
-            if row is not None:
-                root, signature, public, count = row
-                ok = (len(leaves) == count and merkle.root(leaves) == root and public == attest.public_key(self.path)
-                      and attest.check_signature(public, batch, root, count, signature))
-            self._batches[batch] = ok
-        return ok
-
-    def check_attestation(self, g: Gene) -> None:
-        """`PoolCorrupt` unless the gene's fields match its signed leaf in a valid batch."""
-        if g.hash in self._checked:
-            return
-        batch, leaf = g.attestation
-        row = self.db.execute("SELECT substr(leaves, 32 * ? + 1, 32) FROM batches WHERE id = ?", (leaf, batch)).fetchone()
-        if row is None or merkle.leaf_hash(g.signed_fields()) != row[0]:
-            raise store.PoolCorrupt(f"gene {g.hash[:16]}: its index row does not match what was signed "
-                                    f"(batch {batch}, leaf {leaf}); the index was changed")
-        if not self.check_batch(batch):
-            raise store.PoolCorrupt(f"gene {g.hash[:16]}: the signature of batch {batch} does not verify with "
-                                    f"the pool's public key")
-        self._checked.add(g.hash)
 
     def exact_bytes(self, h: str, session: Any = None) -> bytes:
         """A gene's exact stored bytes, fully checked (blob hash, gene hash, attestation)."""
@@ -179,7 +127,7 @@ class GenePool:
             payload = session.payload(g.blob)
         else:
             g = self.gene(h)
-            self.check_attestation(g)
+            self.ledger.check_attestation(g)
             payload = self.reader.read_at(bytes.fromhex(g.blob), g.location)
         if g.base is None:
             data = payload
@@ -309,7 +257,7 @@ class GenePool:
         with store.writer_lock(self.path):
             mid = self.model_row(name)[0]
             counts = Counter(g for (packed,) in self.db.execute("SELECT genes FROM tensors WHERE model = ?", (mid,))
-                             for g in _split32(packed))
+                             for g in store.split32(packed))
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 add_refs(self.db, Counter({g: -n for g, n in counts.items()}))
@@ -335,20 +283,20 @@ class GenePool:
     def tensor_genes(self, model: int, tensor: int) -> list[str]:
         """The gene (hex id) of each block of a tensor, in block order."""
         row = self.db.execute("SELECT genes FROM tensors WHERE model = ? AND idx = ?", (model, tensor)).fetchone()
-        return [] if row is None else [g.hex() for g in _split32(row[0])]
+        return [] if row is None else [g.hex() for g in store.split32(row[0])]
 
     def blocks(self, model: int) -> list[tuple[int, int, str, int]]:
         """(tensor, block, gene hex id, level it collapsed at: 0 new, 1-4) of every block of a model."""
         out = []
         for idx, packed, levels in self.db.execute("SELECT idx, genes, levels FROM tensors WHERE model = ? ORDER BY idx",
                                                    (model,)):
-            out += [(idx, i, g.hex(), lev) for i, (g, lev) in enumerate(zip(_split32(packed), levels))]
+            out += [(idx, i, g.hex(), lev) for i, (g, lev) in enumerate(zip(store.split32(packed), levels))]
         return out
 
     def uses(self, h: str) -> int:
         """How many model blocks use gene `h`."""
         key = bytes.fromhex(h)
-        return sum(_positions(packed, key).size for (packed,) in self.db.execute(
+        return sum(store.positions(packed, key).size for (packed,) in self.db.execute(
             "SELECT genes FROM tensors WHERE instr(genes, ?) > 0", (key,)))
 
     def repoint(self, old: bytes, new: bytes) -> None:
@@ -357,87 +305,11 @@ class GenePool:
         rows = self.db.execute("SELECT model, idx, genes FROM tensors WHERE instr(genes, ?) > 0", (old,)).fetchall()
         for model, idx, packed in rows:
             ids = np.frombuffer(packed, np.uint8).reshape(-1, 32).copy()
-            ids[_positions(packed, old)] = np.frombuffer(new, np.uint8)
+            ids[store.positions(packed, old)] = np.frombuffer(new, np.uint8)
             self.db.execute("UPDATE tensors SET genes = ? WHERE model = ? AND idx = ?", (ids.tobytes(), model, idx))
 
-    def tensor_values(self, model: int, tensor: int) -> np.ndarray:
-        """A numeric tensor's canonical values rebuilt from its genes, in its own shape."""
-        shape, perm, axis = self.db.execute("SELECT shape, perm, perm_axis FROM tensors WHERE model = ? AND idx = ?",
-                                            (model, tensor)).fetchone()
-        parts = [self.values(g).reshape(-1) for g in self.tensor_genes(model, tensor)]
-        flat = np.concatenate(parts) if len(parts) > 1 else parts[0].reshape(-1)
-        vals = flat.reshape(json.loads(shape))
-        if perm is not None:
-            order = np.frombuffer(self.reader.read(perm), np.int64)
-            vals = np.take(vals, order, axis=axis)
-        return vals
-
-    def tensor_bytes(self, model: int, tensor: int) -> np.ndarray:
-        """A tensor's exact stored bytes rebuilt from its genes: uint8 (nbytes,)."""
-        dtype, perm, nbytes = self.db.execute(
-            "SELECT dtype, perm, nbytes FROM tensors WHERE model = ? AND idx = ?", (model, tensor)).fetchone()
-        genes = [self.gene(g) for g in self.tensor_genes(model, tensor)]
-        if perm is None and all(g.dtype == dtype and g.base is None for g in genes):
-            out = np.frombuffer(b"".join(self.exact_bytes(g.hash) for g in genes), np.uint8)
-        else:
-            out = encode(self.tensor_values(model, tensor), dtype)
-        if out.nbytes != nbytes:
-            raise store.PoolCorrupt(f"tensor {tensor} of model {model}: rebuilt {out.nbytes} bytes, expected {nbytes}")
-        return out
-
     def export(self, name: str, out: str | Path) -> dict[str, Any]:
-        """Rebuild model `name` into OUT.safetensors, OUT.gguf or an organ folder.
+        """Rebuild model `name` into OUT.safetensors, OUT.gguf or an organ folder (see `genome.pool.rebuild.export`)."""
+        from genome.pool.rebuild import export
 
-        Returns:
-            {"out", "kind", "tensors", "bytes", "lossy": [{"name", "rel_error"} per tensor whose
-            blocks were collapsed at L4 without a delta]}.
-        """
-        from genome.formats.atomic import check_new_output
-        from genome.formats.base import MetaEntry, TensorInfo
-        from genome.formats.detect import output_kind, write_model
-
-        mid, kind, _source, _fmt, arch, meta = self.model_row(name)
-        if kind != "weights":
-            raise BadInput(f"model {name!r} is a {kind} source tree; only weight models can be exported")
-        output_kind(Path(out))
-        check_new_output(Path(out))
-        tensors = self.db.execute("SELECT idx, name, canonical, dtype, shape, nbytes, err_sq, norm_sq FROM tensors "
-                                  "WHERE model = ? ORDER BY idx", (mid,)).fetchall()
-        items = [(TensorInfo(n, tuple(json.loads(s)), d, nb, c), lambda i=i: self.tensor_bytes(mid, i))
-                 for i, n, c, d, s, nb, _, _ in tensors]
-        metadata = {k: MetaEntry(*v) for k, v in json.loads(meta).items()}
-        written = write_model(Path(out), items, metadata, arch, {"pool": str(self.path), "model": name})
-        lossy = [{"name": n, "rel_error": float(np.sqrt(e / nsq)) if nsq > 0 else 0.0}
-                 for _, n, _, _, _, _, e, nsq in tensors if e > 0]
-        return {"out": str(out), "kind": written, "tensors": len(tensors),
-                "bytes": sum(t[5] for t in tensors), "lossy": lossy}
-
-    # ---- pool-wide -------------------------------------------------------------------------
-    def leaves_by_gene(self) -> tuple[list[str], list[bytes]]:
-        """Every gene id (sorted) and its signed leaf hash."""
-        batches = {b: packed for b, packed in self.db.execute("SELECT id, leaves FROM batches")}
-        rows = self.db.execute("SELECT hash, batch, leaf FROM genes ORDER BY hash").fetchall()
-        return [h.hex() for h, _, _ in rows], [batches.get(b, b"")[32 * i:32 * i + 32] for _, b, i in rows]
-
-    def merkle_root(self) -> str:
-        """Merkle root over all genes (sorted by id; leaf = the gene's signed leaf)."""
-        return merkle.root(self.leaves_by_gene()[1])
-
-    def inclusion_proof(self, h: str) -> dict[str, Any]:
-        """Proof that gene `h` is in the pool's current Merkle root."""
-        g = self.gene(h)
-        ids, leaves = self.leaves_by_gene()
-        i = ids.index(g.hash)
-        return {"gene": g.hash, "leaf": leaves[i].hex(), "index": i, "proof": merkle.proof(leaves, i),
-                "root": merkle.root(leaves)}
-
-
-def _split32(packed: bytes) -> list[bytes]:
-    """A packed BLOB of 32-byte hashes as a list."""
-    return [packed[i:i + 32] for i in range(0, len(packed), 32)]
-
-
-def _positions(packed: bytes, key: bytes) -> np.ndarray:
-    """Indices of the 32-byte entries of `packed` equal to `key`."""
-    ids = np.frombuffer(packed, np.uint8).reshape(-1, 32)
-    return np.flatnonzero((ids == np.frombuffer(key, np.uint8)).all(axis=1))
+        return export(self, name, out)

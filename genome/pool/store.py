@@ -36,6 +36,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from genome.errors import BadInput
 
 FORMAT_TAG = "cogitans-genepool"
@@ -157,6 +159,17 @@ def existing(db: sqlite3.Connection, ids: Sequence[bytes], kind: str) -> set[byt
         found.update(r[0] for r in db.execute(f"SELECT g.hash FROM genes g JOIN metas m ON m.id = g.meta "
                                               f"WHERE g.hash IN ({marks}) AND m.kind = ?", (*chunk, kind)))
     return found
+
+
+def split32(packed: bytes) -> list[bytes]:
+    """A packed BLOB of 32-byte hashes as a list."""
+    return [packed[i:i + 32] for i in range(0, len(packed), 32)]
+
+
+def positions(packed: bytes, key: bytes) -> np.ndarray:
+    """Indices of the 32-byte entries of `packed` equal to `key`."""
+    ids = np.frombuffer(packed, np.uint8).reshape(-1, 32)
+    return np.flatnonzero((ids == np.frombuffer(key, np.uint8)).all(axis=1))
 
 
 def read_config(db: sqlite3.Connection) -> dict[str, object]:

@@ -144,13 +144,13 @@ def test_bulk_exact_ingest_writes_what_the_cascade_writes(tmp_path, base_tensors
             sorted(pool.db.execute("SELECT hash, kind, blob, base, dtype, shape, nbytes, l2, l3, sig, json, block, "
                                    "version, parent, status, refs, length, size, codec FROM genes g "
                                    "JOIN metas m ON m.id = g.meta")),
-            sorted(pool.leaves(1)),
+            sorted(pool.ledger.leaves(1)),
             pool.blocks(1))
         again = pool.ingest(model, name="again", options=DedupOptions(max_level=1, deltas=False))
         assert again.collapsed[1] == 49 and again.bytes_after == 0
         assert verify(pool)["clean"]
-        for h in pool.leaves_by_gene()[0]:
-            pool.check_attestation(pool.gene(h))
+        for h in pool.ledger.leaves_by_gene()[0]:
+            pool.ledger.check_attestation(pool.gene(h))
         pool.export("again", tmp_path / f"{label}.safetensors")
         assert _same_tensors(model, tmp_path / f"{label}.safetensors")
         pool.close()
@@ -195,11 +195,11 @@ def test_attestation_inclusion_proofs_and_key_file_mode(tmp_path, base_tensors):
     key = tmp_path / "pool" / "keys" / "ed25519.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     h = pool.db.execute("SELECT hash FROM genes LIMIT 1 OFFSET 5").fetchone()[0].hex()
-    att = pool.attestation(h)
+    att = pool.ledger.attestation(pool.gene(h))
     assert att.verify(pool.gene(h).signed_fields())
     assert not att.verify(b"someone else's metadata")
-    proof = pool.inclusion_proof(h)
-    assert proof["root"] == pool.merkle_root()
+    proof = pool.ledger.inclusion_proof(pool.gene(h))
+    assert proof["root"] == pool.ledger.merkle_root()
     assert merkle.verify(bytes.fromhex(proof["leaf"]), proof["proof"], proof["root"])
     os.chmod(key, 0o644)
     with pytest.raises(BadInput, match="0600"):

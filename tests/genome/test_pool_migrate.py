@@ -112,7 +112,7 @@ def test_a_schema_1_pool_is_upgraded_verifies_and_exports_bit_identically(tmp_pa
     assert _same_tensors(model, tmp_path / "out.safetensors")
     h = pool.blocks(1)[0][2]
     g = pool.gene(h)
-    assert g.leaf_format == 1 and g.metadata["block"] == 0 and pool.attestation(h).verify(g.signed_fields())
+    assert g.leaf_format == 1 and g.metadata["block"] == 0 and pool.ledger.attestation(g).verify(g.signed_fields())
     # a new ingest beside the upgraded genes: all hits, then a new model with new genes of format 2
     again = pool.ingest(model, name="again", options=DedupOptions(max_level=1, deltas=False))
     assert again.collapsed[1] == again.genes_in == 25 and again.bytes_after == 0

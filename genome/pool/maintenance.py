@@ -54,7 +54,7 @@ def verify(pool: Any) -> dict[str, Any]:
     # references: model blocks, delta bases and version parents
     refs: Counter[bytes] = Counter()
     for (packed,) in db.execute("SELECT genes FROM tensors"):
-        refs.update(packed[i:i + 32] for i in range(0, len(packed), 32))
+        refs.update(store.split32(packed))
     for h, (kind, blob, base, dtype, shape, parent, _, *_loc) in genes.items():
         if base is not None:
             refs[base] += 1
@@ -90,7 +90,7 @@ def verify(pool: Any) -> dict[str, Any]:
     public = attest.public_key(pool.path)
     for batch, root, signature, key, count, packed in db.execute(
             "SELECT id, root, signature, public_key, count, leaves FROM batches"):
-        leaves = [packed[i:i + 32] for i in range(0, len(packed), 32)]
+        leaves = store.split32(packed)
         if len(leaves) != count or merkle.root(leaves) != root:
             err(f"attestation batch {batch}: its leaves no longer hash to the signed root")
         elif key != public or not attest.check_signature(key, batch, root, count, signature):

@@ -47,9 +47,9 @@ class Ledger:
     def attestation(self, g: Gene) -> attest.Attestation:
         """The gene's attestation: leaf, inclusion proof in its batch, the signed batch root."""
         batch, leaf = g.attestation
-        root, signature, public, count = self.db.execute(
-            "SELECT root, signature, public_key, count FROM batches WHERE id = ?", (batch,)).fetchone()
-        leaves = self.leaves(batch)
+        root, signature, public, count, packed = self.db.execute(
+            "SELECT root, signature, public_key, count, leaves FROM batches WHERE id = ?", (batch,)).fetchone()
+        leaves = store.split32(packed)
         return attest.Attestation(g.hash, batch, leaf, leaves[leaf].hex(), tuple(merkle.proof(leaves, leaf)),
                                   root, count, signature, public)
 
@@ -57,12 +57,12 @@ class Ledger:
         """True if a batch's stored leaves hash to its root and the root's signature holds (cached)."""
         ok = self._batches.get(batch)
         if ok is None:
-            row = self.db.execute("SELECT root, signature, public_key, count FROM batches WHERE id = ?",
+            row = self.db.execute("SELECT root, signature, public_key, count, leaves FROM batches WHERE id = ?",
                                   (batch,)).fetchone()
-            leaves = self.leaves(batch)
             ok = False
             if row is not None:
-                root, signature, public, count = row
+                root, signature, public, count, packed = row
+                leaves = store.split32(packed)
                 ok = (len(leaves) == count and merkle.root(leaves) == root and public == attest.public_key(self.path)
                       and attest.check_signature(public, batch, root, count, signature))
             self._batches[batch] = ok

@@ -13,7 +13,6 @@ A pool is upgraded the first time this version opens it; a failure leaves it at 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from genome.errors import BadInput
 from genome.pool import store
 from genome.pool.gene import metadata_json, split_block
+from genome.pool.store import unhex as _raw
 
 V1_SCHEMA = """
 CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -99,10 +99,7 @@ def _upgrade_v1(path: Path, db: Any) -> None:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-    tag = Path(path) / "pool.json"
-    tmp = Path(path) / ".pool.json.tmp"
-    tmp.write_text(json.dumps({"format": store.FORMAT_TAG, "schema": store.SCHEMA_VERSION}))
-    os.replace(tmp, tag)
+    store.write_tag(path)
 
 
 def _v1_to_v2(db: Any) -> None:
@@ -153,7 +150,3 @@ def _v1_to_v2(db: Any) -> None:
                        "SELECT id, root, signature, public_key, count, created FROM v1_batches").fetchall()])
     for table in _REBUILT + _DROPPED:
         db.execute(f"DROP TABLE v1_{table}")
-
-
-def _raw(h: str | None) -> bytes | None:
-    return None if h is None else bytes.fromhex(h)

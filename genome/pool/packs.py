@@ -18,10 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import accumulate, chain, repeat
 from pathlib import Path
 
-import blake3
 import numpy as np
 import zstandard
 
+from genome.pool.gene import content_digest
 from genome.pool.store import OBJECTS, PoolCorrupt
 
 #: blob codecs: raw bytes, zstd, zstd over 4-byte-lane byte planes (float32 bit patterns).
@@ -76,10 +76,6 @@ def choose_codec(sample: bytes | memoryview, gain: float) -> tuple[int, float]:
         return RAW, 1.0
     ratio = len(sample) / len(encode_blob(sample, ZSTD))
     return (ZSTD, ratio) if ratio >= gain else (RAW, 1.0)
-
-
-def blob_digest(payload: bytes | memoryview) -> bytes:
-    return blake3.blake3(payload).digest()
 
 
 class PackWriter:
@@ -320,7 +316,7 @@ class PackReader:
             raise PoolCorrupt(f"blob {digest.hex()[:16]} in {self.map(loc[0])[0]} is damaged: {err}") from None
         except PoolCorrupt as err:
             raise PoolCorrupt(f"blob {digest.hex()[:16]}: {err}") from None
-        if check and blob_digest(payload) != digest:
+        if check and content_digest(payload) != digest:
             raise PoolCorrupt(f"blob {digest.hex()[:16]} in {self.map(loc[0])[0]} was changed on disk: its BLAKE3 "
                               f"hash no longer matches")
         return payload

@@ -123,18 +123,21 @@ class GenePool:
     def exact_bytes(self, h: str, session: Any = None) -> bytes:
         """A gene's exact stored bytes, fully checked (blob hash, gene hash, attestation)."""
         g = session.gene(h) if session is not None else None
+        checked = g is None  # read from the pool: `read_at` checks the payload against g.blob
         if g is not None:
             payload = session.payload(g.blob)
         else:
             g = self.gene(h)
             self.ledger.check_attestation(g)
-            payload = self.reader.read_at(bytes.fromhex(g.blob), g.location)
+            payload = self.reader.read_at(bytes.fromhex(g.blob), g.location, check=True)
         if g.base is None:
             data = payload
+            digest = bytes.fromhex(g.blob) if checked else content_digest(data)
         else:
             base = self.values(g.base, session)
             data = encode(apply_delta(base, payload), g.dtype).tobytes()
-        if gene_hash(g.kind, g.dtype, g.shape, content_digest(data)) != g.hash:
+            digest = content_digest(data)
+        if gene_hash(g.kind, g.dtype, g.shape, digest) != g.hash:
             raise store.PoolCorrupt(f"gene {g.hash[:16]}: its data no longer hashes to its id")
         return data
 

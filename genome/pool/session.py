@@ -24,6 +24,7 @@ import numpy as np
 from genome.pool import attest, bulk, merkle
 from genome.pool.gene import LEAF_FORMAT, Gene, metadata_json, split_block
 from genome.pool.packs import RAW, PackWriter, encode_blob
+from genome.pool.store import unhex as _raw
 
 
 @dataclass
@@ -226,8 +227,4 @@ class Session:
 
     def abort(self) -> None:
         self.writer.abort()
-
-
-def _raw(h: str | None) -> bytes | None:
-    return None if h is None else bytes.fromhex(h)
 

@@ -108,9 +108,14 @@ def create(path: Path, config: dict[str, object]) -> None:
         db.executemany("INSERT INTO config VALUES (?, ?)", [(k, json.dumps(v)) for k, v in config.items()])
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.close()
-    tmp = path / ".pool.json.tmp"
+    write_tag(path)
+
+
+def write_tag(path: Path) -> None:
+    """Write the pool folder's `pool.json` tag (format and current schema) atomically."""
+    tmp = Path(path) / ".pool.json.tmp"
     tmp.write_text(json.dumps({"format": FORMAT_TAG, "schema": SCHEMA_VERSION}))
-    os.replace(tmp, path / "pool.json")
+    os.replace(tmp, Path(path) / "pool.json")
 
 
 def connect(path: Path) -> tuple[sqlite3.Connection, int]:
@@ -159,6 +164,11 @@ def existing(db: sqlite3.Connection, ids: Sequence[bytes], kind: str) -> set[byt
         found.update(r[0] for r in db.execute(f"SELECT g.hash FROM genes g JOIN metas m ON m.id = g.meta "
                                               f"WHERE g.hash IN ({marks}) AND m.kind = ?", (*chunk, kind)))
     return found
+
+
+def unhex(h: str | None) -> bytes | None:
+    """A hex key as bytes (None stays None)."""
+    return None if h is None else bytes.fromhex(h)
 
 
 def split32(packed: bytes) -> list[bytes]:

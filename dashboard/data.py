@@ -104,10 +104,9 @@ def last_values(run_dir: Path, columns: list[str], steps_done: int) -> dict[str,
 def fault_count(run_dir: Path) -> int:
     """How many fault events (a Ray backend's lost colonies and shards) a run recorded; 0 when unreadable."""
     try:
-        events = reader.events(run_dir)
+        return reader.fault_count(run_dir)
     except StoreError:
         return 0
-    return int((events["kind"] == "fault").sum())
 
 
 def when(seconds: float | None) -> str:

@@ -148,3 +148,8 @@ def lineage(run_dir: Path) -> pd.DataFrame:
 
 def events(run_dir: Path) -> pd.DataFrame:
     return _query(run_dir, "SELECT * FROM events ORDER BY time")
+
+
+def fault_count(run_dir: Path) -> int:
+    """How many fault events (a Ray backend's lost colonies and shards) a run recorded."""
+    return int(_query(run_dir, "SELECT COUNT(*) AS n FROM events WHERE kind = 'fault'")["n"].iloc[0])

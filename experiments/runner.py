@@ -229,6 +229,6 @@ def summarize(run_dir: Path, model: SwarmModel, seconds: float) -> dict[str, Any
         "agent_quality_last": float(df["agent_quality"].iloc[-tenth:].mean()) if len(df) else 0.0,
         "specialization": float(last["specialization"]) if last is not None else 0.0,
         "lineages": int(last["lineages"]) if last is not None else 0,
-        "faults": int((reader.events(run_dir)["kind"] == "fault").sum()),
+        "faults": reader.fault_count(run_dir),
         "seconds": round(seconds, 3),
     }

@@ -2,7 +2,7 @@
 
 `SwarmModel` asks its backend for the shared memory, to answer every colony's (slot, query) pairs,
 to apply feedback, to divide and to save or restore colony states; it never knows which backend
-runs. `REGISTRY = {"serial": SerialBackend, "ray": RayBackend}`; the spec's `backend.name` picks.
+runs. `make_backend` picks by the spec's `backend.name` (Ray is imported only for "ray").
 
 Serial: the colonies' tensors live in the model; this is the code path as it always was, and it
 stays deterministic. Ray (swarm/ray_backend.py): each colony's brains and memory vectors live in
@@ -79,6 +79,3 @@ def make_backend(spec: SwarmSpec) -> SerialBackend:
 
         return RayBackend(spec)
     return SerialBackend(spec)
-
-
-REGISTRY = {"serial": SerialBackend, "ray": "swarm.ray_backend.RayBackend"}

@@ -82,7 +82,7 @@ class DistributedMemory:
         self.size = 0  # distinct entries (each counted by its reading shard)
         self.evicted = 0  # entries evicted, copies / R
         self.faults: list[dict[str, Any]] = []
-        self.replace_lost = True
+        self._served: dict[int, int] = {}  # shard -> distinct entries it serves (reads)
         self._publish_readers()
 
     # ---- calls -------------------------------------------------------------------------------
@@ -96,8 +96,8 @@ class DistributedMemory:
 
     def _publish_readers(self) -> None:
         readers = self.ring.readers(set(self.handles))
-        out = self._call({s: ("set_readers", self.ring.positions, readers) for s in self.handles})
-        self.size = sum(out.values())
+        self._served = self._call({s: ("set_readers", self.ring.positions, readers) for s in self.handles})
+        self.size = sum(self._served.values())
 
     # ---- keys --------------------------------------------------------------------------------
     def hash(self, queries: torch.Tensor) -> torch.Tensor:
@@ -151,12 +151,9 @@ class DistributedMemory:
                 calls[s] = ("put", _take(entries, rows), step)
         out = self._call(calls)
         if out:
-            self.size = self._count()
+            self._served.update({s: o["entries"] for s, o in out.items()})  # a put reports what its shard serves
+            self.size = sum(self._served.values())
             self.evicted = sum(o["evicted"] for o in out.values()) // max(1, self.ring.preference.shape[1])
-
-    def _count(self) -> int:
-        return sum(self._call({s: ("set_readers", self.ring.positions, self.ring.readers(set(self.handles)))
-                               for s in self.handles}).values())
 
     # ---- membership --------------------------------------------------------------------------
     def _rebalance(self, old: Ring, new: Ring, senders: list[int]) -> int:
@@ -185,14 +182,6 @@ class DistributedMemory:
         old, self.ring = self.ring, self.ring.with_shard(s, self.zones.get(s))
         return self._rebalance(old, self.ring, list(self.handles))
 
-    def remove_shard(self, shard: int) -> int:
-        """A shard leaves gracefully (it hands its entries over first); returns copies moved."""
-        old, self.ring = self.ring, self.ring.without_shard(shard)
-        moved = self._rebalance(old, self.ring, list(self.handles))
-        del self.handles[shard]
-        self.zones.pop(shard, None)
-        return moved
-
     def _lost(self, shards: list[int]) -> None:
         """Shards failed a call: drop every dead shard at once (a lost node takes several), copy
         the entries whose replica set changed from the survivors, then let fresh shards join."""
@@ -210,9 +199,8 @@ class DistributedMemory:
         for s in sorted(dead):
             fault = {"kind": "shard_lost", "shard": s, "copies_moved": moved}
             moved = 0
-            if self.replace_lost:
-                fault["replaced_by"] = self.next_shard
-                fault["copies_moved"] += self.add_shard()
+            fault["replaced_by"] = self.next_shard
+            fault["copies_moved"] += self.add_shard()
             self.faults.append(fault)
 
     # ---- inspection and checkpoints ------------------------------------------------------------

@@ -33,8 +33,9 @@ from swarm import evolution
 from swarm.backend import SerialBackend
 from swarm.brain import param_count
 from swarm.colony import Colony, ColonyState
-from swarm.dht import DistributedMemory
 from swarm.crossover import parents_rows
+from swarm.dht import DistributedMemory
+from swarm.noise import NoiseTable
 from swarm.params import BackendParams, BrainParams, ReproductionParams, SwarmSpec
 from swarm.shard import MemoryShard
 
@@ -89,16 +90,13 @@ class ColonyWorker:
     """One colony's full `ColonyState`, brains and memory vectors included, in its own process."""
 
     def __init__(self, index: int, state: dict[str, torch.Tensor], brain_params: BrainParams,
-                 noise: torch.Tensor, projection: torch.Tensor, memory_rate: float,
+                 noise: NoiseTable, projection: torch.Tensor, memory_rate: float,
                  reproduction: ReproductionParams | None = None):
         torch.set_num_threads(1)  # one core per actor; parallelism comes from the actors
         self.index, self.brain_params, self.genes, self.adapter = index, brain_params, None, None
         self.reproduction = reproduction
         self.state = ColonyState.from_dict(state)
         self.noise, self.projection, self.memory_rate = noise, projection, memory_rate
-
-    def ping(self) -> int:
-        return self.index
 
     def node(self) -> str:
         """The Ray node this colony runs on."""
@@ -143,8 +141,8 @@ class ColonyWorker:
         parts = [self.export(local_parents, local_partners, seed)] + [ray.get(r) for r in remote]
         params = torch.cat([p for p, _ in parts])
         memory = torch.cat([m for _, m in parts])
-        params.add_(self.noise.unfold(0, params.shape[1], 1)[w_off], alpha=sigma)
-        memory.add_(self.noise.unfold(0, memory.shape[1], 1)[m_off], alpha=sigma_m)
+        params.add_(self.noise.slices(w_off, params.shape[1]), alpha=sigma)
+        memory.add_(self.noise.slices(m_off, memory.shape[1]), alpha=sigma_m)
         st.params[child_slots] = params
         st.memory[child_slots] = memory
         st.alive = alive
@@ -216,7 +214,7 @@ class RayBackend(SerialBackend):
 
     def start(self, model: SwarmModel) -> None:
         self.model = model
-        self.noise_ref = self.ray.put(model.noise.table)  # the shared noise table, once
+        self.noise_ref = self.ray.put(model.noise)  # the shared noise table, once
         self.projection_ref = self.ray.put(model.projection)
         self.load_colony_dicts(model, [st.to_dict() for st in model.states])
 

@@ -76,7 +76,6 @@ class Ring:
     vnodes: int
     replication: int
     positions: np.ndarray  # (V,) uint64, sorted
-    owner: np.ndarray  # (V,) int64 shard id of each point
     preference: np.ndarray  # (V, R') int64: first R' = min(R, shards) distinct shards clockwise
     zones: tuple[tuple[int, str], ...] = ()  # (shard, zone) pairs; a shard without one is its own zone
 
@@ -98,7 +97,7 @@ class Ring:
         for v in range(len(pos)):  # V is small (shards x vnodes) and rebuilt only on membership change
             pref[v] = _walk(doubled, v, r, zone_of)
         kept = tuple(sorted((s, z) for s, z in (zones or {}).items() if s in zone_of))
-        return cls(shards, vnodes, replication, pos, own, pref, kept)
+        return cls(shards, vnodes, replication, pos, pref, kept)
 
     def point_of(self, positions: np.ndarray) -> np.ndarray:
         """(N,) uint64 key positions -> (N,) index of the first ring point at or after each."""

@@ -117,10 +117,10 @@ def measure(e384: torch.Tensor, e768: torch.Tensor, widths=WIDTHS, k: int = K) -
     """One row per (width, method) with the agreement figures of the module docstring."""
     n = len(e384) // 2
     train, test = (e384[:n], e768[:n]), (e384[n:], e768[n:])
-    own = neighbours(test[0], k)
+    own, own768 = neighbours(test[0], k), neighbours(test[1], k)
     own_self = neighbours(test[0], k, test[0])  # self-inclusive top-k, the reference of `mixed`
     rows = [{"width": "raw", "method": "none", "self_384": 1.0, "self_768": 1.0,
-             "cross": agreement(own, neighbours(test[1], k)), "mixed": float("nan"), "same_at_1": float("nan")}]
+             "cross": agreement(own, own768), "mixed": float("nan"), "same_at_1": float("nan")}]
     for d in widths:
         to_canon = fit_pca(train[0], d) if d <= 384 else Projection(pad(torch.eye(384), d), torch.zeros(d))
         target = to_canon.apply(train[0])  # (n, d) the canonical space, for the learned maps
@@ -132,10 +132,10 @@ def measure(e384: torch.Tensor, e768: torch.Tensor, widths=WIDTHS, k: int = K) -
                 continue
             p384, p768 = (m.apply(x) for m, x in zip(maps, test, strict=True))
             hits = neighbours(p384, k, p768)
+            n384, n768 = neighbours(p384, k), neighbours(p768, k)
             rows.append({"width": d, "method": method,
-                         "self_384": agreement(own, neighbours(p384, k)),
-                         "self_768": agreement(neighbours(test[1], k), neighbours(p768, k)),
-                         "cross": agreement(neighbours(p384, k), neighbours(p768, k)),
+                         "self_384": agreement(own, n384), "self_768": agreement(own768, n768),
+                         "cross": agreement(n384, n768),
                          "mixed": agreement(own_self, hits),
                          "same_at_1": float((hits[:, 0] == torch.arange(len(hits))).float().mean())})
     return pd.DataFrame(rows)

@@ -159,11 +159,7 @@ def kurtosis(x: np.ndarray) -> float:
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if x.size < 2:
         return 0.0
-    c2 = x - x.mean()
-    c2 *= c2
-    m2 = float(c2.mean())
-    # einsum, not np.dot: BLAS dot spins up threads and costs ~100x more on a busy 2-core machine
-    return float(np.einsum("i,i->", c2, c2) / x.size / (m2 * m2) - 3.0) if m2 > 0 else 0.0
+    return _std_kurtosis(x, _mean(x), np.empty_like(x))[1]
 
 
 def theta(x: np.ndarray) -> float:
@@ -207,6 +203,7 @@ def _std_kurtosis(xs: np.ndarray, mean: float, scratch: np.ndarray) -> tuple[flo
     m2 = _mean(c2)
     if xs.size < 2 or not m2 > 0:
         return math.sqrt(m2), 0.0
+    # einsum, not np.dot: BLAS dot spins up threads and costs ~100x more on a busy 2-core machine
     return math.sqrt(m2), float(np.einsum("i,i->", c2, c2) / xs.size / (m2 * m2) - 3.0)
 
 

@@ -22,10 +22,11 @@ def _ci(values: list[float]) -> float:
     return 1.96 * stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
 
 
-def _lines(runs: dict[str, list[pd.DataFrame]], column: str, title: str, ytitle: str) -> go.Figure:
+def _lines(runs: dict[str, list[pd.DataFrame]], column: str, title: str, ytitle: str, smooth: int = 10) -> go.Figure:
+    """The seed mean of `column` per step, one line per run name, smoothed over `smooth` steps."""
     fig = go.Figure()
     for name, dfs in runs.items():
-        avg = pd.concat(dfs).groupby("step")[column].mean().rolling(10, min_periods=1).mean()
+        avg = pd.concat(dfs).groupby("step")[column].mean().rolling(smooth, min_periods=1).mean()
         fig.add_trace(go.Scatter(x=avg.index, y=avg.values, name=name, mode="lines"))
     fig.update_layout(title=title, xaxis_title="step", yaxis_title=ytitle, template="plotly_white",
                       width=800, height=450)
@@ -118,8 +119,9 @@ def starvation(quick: bool) -> ClaimResult:
              "removed the malicious founders. consensus.trim is 0.34 here (a third trimmed at each end).")
     return ClaimResult("Malicious agents starve", "Low-fitness agents are outcompeted; malicious agents are starved.",
                        verdict, held, table,
-                       {"starvation": _shares(runs), "starvation_quality": _quality_dip(runs[f"33% malicious, {compromised}"],
-                                                                                        clean, rules, onset)},
+                       {"starvation": _lines(runs, "malicious_share", "Share of malicious agents (every rule: the rule "
+                                             "does not change the run)", "malicious share of the population", smooth=1),
+                        "starvation_quality": _quality_dip(runs[f"33% malicious, {compromised}"], clean, rules, onset)},
                        notes)
 
 
@@ -134,17 +136,6 @@ def _ratio(dfs: list[pd.DataFrame], clean: list[pd.DataFrame], column: str, span
     bad = mean(float(df[column].iloc[a:b].mean()) for df, (a, b) in zip(dfs, spans))
     ref = mean(float(df[column].iloc[a:b].mean()) for df, (a, b) in zip(clean, spans))
     return bad / ref
-
-
-def _shares(runs: dict[str, list[pd.DataFrame]]) -> go.Figure:
-    fig = go.Figure()
-    for name, dfs in runs.items():
-        avg = pd.concat(dfs).groupby("step")["malicious_share"].mean()
-        fig.add_trace(go.Scatter(x=avg.index, y=avg.values, name=name, mode="lines"))
-    fig.update_layout(title="Share of malicious agents (every rule: the rule does not change the run)",
-                      xaxis_title="step", yaxis_title="malicious share of the population", template="plotly_white",
-                      width=800, height=450)
-    return fig
 
 
 def _quality_dip(dfs: list[pd.DataFrame], clean: list[pd.DataFrame], rules: tuple[str, ...], onset: int) -> go.Figure:

@@ -124,7 +124,7 @@ class SwarmModel(mesa.Model):
         query.learn(self, r, rewards, batch.niche, step)
         if self.sharing is not None:  # votes and fitness reports on the memory hits, from feedback
             hit_rewards = self.environment.feedback(r.hits.response, batch.target.unsqueeze(1))  # (B, h)
-            self.sharing.judge(r, rewards, hit_rewards, self.capacity)
+            self.sharing.judge(r, rewards, hit_rewards, self.capacity, step)
         births, died = self.reproduce(step)
         self.totals["queries"] += len(batch.queries)
 

@@ -66,7 +66,7 @@ class Exchange:
         self.cache_r = torch.zeros(w, self.dim)
         self.votes = VoteBook(memory.p.capacity, self.colonies, p.approval, p.min_vote_weight, p.min_served)
         self.reports = torch.full((memory.p.capacity, self.colonies), float("nan"))  # latest fitness report
-        self.seq, self.step = 0, 0
+        self.seq = 0
         self.counts = dict.fromkeys(("shared_batches", "shared_entries", "shared_rejected", "shared_bytes",
                                      "shared_raw_bytes", "entries_voted_out",
                                      "entries_unvetted_out"), 0)
@@ -125,7 +125,6 @@ class Exchange:
             agent_id, fitness: (B,) the answering agent and its reward.
             colony: (B,) the colony of that agent.
         """
-        self.step = step
         for c in range(self.colonies):
             mine = colony == c
             q, r, a, f = queries[mine], responses[mine], agent_id[mine], fitness[mine]
@@ -138,7 +137,8 @@ class Exchange:
                 self.submit(self.pack(c, q, r, a, f, step), step)
 
     # ---- judging -----------------------------------------------------------------------------
-    def judge(self, response: Response, rewards: torch.Tensor, hit_rewards: torch.Tensor, capacity: int) -> None:
+    def judge(self, response: Response, rewards: torch.Tensor, hit_rewards: torch.Tensor, capacity: int,
+              step: int) -> None:
         """Votes and fitness reports from this step's feedback on the memory hits; removal.
 
         Args:
@@ -146,6 +146,7 @@ class Exchange:
             rewards: (B, k) feedback on the agents' answers.
             hit_rewards: (B, h) feedback on each hit's answer.
             capacity: agent slots per colony (global slot // capacity = colony).
+            step: the current step (entries older than ``vet_steps`` unvetted are removed).
         """
         colony_of = response.chosen // capacity  # (B, k)
         self.votes.serve(torch.bincount(colony_of.flatten(), minlength=self.colonies))
@@ -166,7 +167,8 @@ class Exchange:
             agg = consensus.REGISTRY[self.p.aggregate](
                 rep.nan_to_num(0.0).unsqueeze(-1), w, known, ConsensusParams(), unit=False).squeeze(-1)
             self.memory.fitness[touched] = agg
-        out = (self.votes.voted_out() & self.memory.valid).nonzero().squeeze(1)
+        tally = self.votes.tally()  # once: removing entries below changes only the removed slots' votes
+        out = (self.votes.voted_out(tally) & self.memory.valid).nonzero().squeeze(1)
         if len(out):
             self.counts["entries_voted_out"] += self.memory.remove(out)
             self.votes.reset(out, torch.full_like(out, -1))
@@ -174,9 +176,8 @@ class Exchange:
             author = self.votes.author
             w = self.votes.weight()  # (V,) standing relative to the best-standing identity
             low = (w < self.p.approval * w.max())[author.clamp_min(0)] & (author >= 0)
-            _, total = self.votes.tally()
-            old = self.step - self.memory.timestamp >= self.p.vet_steps
-            out = (self.memory.valid & low & old & (total < self.p.min_vote_weight)).nonzero().squeeze(1)
+            old = step - self.memory.timestamp >= self.p.vet_steps
+            out = (self.memory.valid & low & old & (tally[1] < self.p.min_vote_weight)).nonzero().squeeze(1)
             if len(out):
                 self.counts["entries_unvetted_out"] += self.memory.remove(out)
                 self.votes.reset(out, torch.full_like(out, -1))
@@ -196,7 +197,7 @@ class Exchange:
             "cache_q": self.cache_q, "cache_r": self.cache_r,
             "votes": self.votes.state_dict(),
             "reports": self.reports,
-            "seq": self.seq, "step": self.step,
+            "seq": self.seq,
             "counts": dict(self.counts),
         }
 
@@ -214,7 +215,7 @@ class Exchange:
         self.registry.load_state_dict(d["registry"])
         self.votes.load_state_dict(d["votes"])
         self.cache_q, self.cache_r, self.reports = d["cache_q"].clone(), d["cache_r"].clone(), d["reports"].clone()
-        self.seq, self.step = int(d["seq"]), int(d["step"])
+        self.seq = int(d["seq"])  # older checkpoints also hold a "step", no longer needed
         self.counts = {key: int(v) for key, v in d["counts"].items()}
 
     def metrics(self) -> dict[str, float]:

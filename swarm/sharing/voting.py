@@ -82,9 +82,10 @@ class VoteBook:
         total = ((self.votes != 0).float() * w).sum(1)
         return torch.where(total > 0, yes / total.clamp_min(1e-12), torch.ones_like(total)), total
 
-    def voted_out(self) -> torch.Tensor:
-        """(S,) bool: entries with enough weighted votes and approval under the threshold."""
-        approval, total = self.tally()
+    def voted_out(self, tally: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """(S,) bool: entries with enough weighted votes and approval under the threshold
+        (from `tally`, this book's `tally()` when not given)."""
+        approval, total = self.tally() if tally is None else tally
         return (total >= self.min_weight) & (approval < self.approval)
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -80,10 +80,15 @@ class DistributedMemory:
         self.next_shard = backend.shards
         self.next_uid = 0
         self.size = 0  # distinct entries (each counted by its reading shard)
-        self.evicted = 0  # entries evicted, copies / R
+        self._evicted_copies = 0  # copies evicted by every shard's puts, lost shards' included
         self.faults: list[dict[str, Any]] = []
         self._served: dict[int, int] = {}  # shard -> distinct entries it serves (reads)
         self._publish_readers()
+
+    @property
+    def evicted(self) -> int:
+        """Entries evicted so far (copies evicted on any shard, lost ones included, / R)."""
+        return self._evicted_copies // self.b.replication
 
     # ---- calls -------------------------------------------------------------------------------
     def _call(self, calls: dict[int, tuple]) -> dict[int, Any]:
@@ -153,7 +158,7 @@ class DistributedMemory:
         if out:
             self._served.update({s: o["entries"] for s, o in out.items()})  # a put reports what its shard serves
             self.size = sum(self._served.values())
-            self.evicted = sum(o["evicted"] for o in out.values()) // max(1, self.ring.preference.shape[1])
+            self._evicted_copies += sum(o["evicted"] for o in out.values())
 
     # ---- membership --------------------------------------------------------------------------
     def _rebalance(self, old: Ring, new: Ring, senders: list[int]) -> int:
@@ -168,7 +173,8 @@ class DistributedMemory:
         moved = sum(len(e["uid"]) for parts in incoming.values() for e in parts)
         step = max((int(e["timestamp"].max()) for parts in incoming.values() for e in parts if len(e["uid"])),
                    default=0)
-        self._call({d: ("put", _concat(parts), step) for d, parts in incoming.items()})
+        out = self._call({d: ("put", _concat(parts), step) for d, parts in incoming.items()})
+        self._evicted_copies += sum(o["evicted"] for o in out.values())
         self._publish_readers()
         return moved
 
@@ -236,7 +242,7 @@ class DistributedMemory:
         n = int(valid.sum())
         uid = d["uid"][valid] if "uid" in d else torch.arange(n, dtype=torch.int64)
         self.next_uid = int(d["next_uid"]) if "next_uid" in d else n
-        self.evicted = int(d["evicted"])
+        self._evicted_copies = int(d["evicted"]) * self.b.replication
         self._call({s: ("reset", self.planes) for s in self.handles})
         if n:
             keys = d["keys"][valid]

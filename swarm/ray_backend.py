@@ -90,13 +90,13 @@ class ColonyWorker:
     """One colony's full `ColonyState`, brains and memory vectors included, in its own process."""
 
     def __init__(self, index: int, state: dict[str, torch.Tensor], brain_params: BrainParams,
-                 noise: NoiseTable, projection: torch.Tensor, memory_rate: float,
+                 noise: NoiseTable, projection: torch.Tensor,
                  reproduction: ReproductionParams | None = None):
         torch.set_num_threads(1)  # one core per actor; parallelism comes from the actors
         self.index, self.brain_params, self.genes, self.adapter = index, brain_params, None, None
         self.reproduction = reproduction
         self.state = ColonyState.from_dict(state)
-        self.noise, self.projection, self.memory_rate = noise, projection, memory_rate
+        self.noise, self.projection = noise, projection
 
     def node(self) -> str:
         """The Ray node this colony runs on."""
@@ -110,7 +110,8 @@ class ColonyWorker:
 
     def record(self, slots: torch.Tensor, rewards: torch.Tensor, niches: torch.Tensor, queries: torch.Tensor,
                step: int, decay: float) -> None:
-        Colony.record(self, slots, rewards, niches, queries, self.projection, step, decay, self.memory_rate)
+        Colony.record(self, slots, rewards, niches, queries, self.projection, step, decay,
+                      self.brain_params.memory_rate)
 
     def export(self, slots: torch.Tensor, partners: torch.Tensor | None = None,
                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,7 +224,7 @@ class RayBackend(SerialBackend):
         if old is not None:
             self.ray.kill(old)
         self.workers[c] = self.worker_cls.remote(c, full, self.spec.brain, self.noise_ref, self.projection_ref,
-                                                 self.spec.brain.memory_rate, self.spec.reproduction)
+                                                 self.spec.reproduction)
 
     def _gather(self, futures: dict[int, Any]) -> tuple[dict[int, Any], list[int]]:
         results, failed = RayTransport().gather(futures)

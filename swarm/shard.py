@@ -68,8 +68,9 @@ class MemoryShard(SharedMemory):
             step: the current step (garbage collection ages entries against it).
 
         Returns:
-            {"entries": distinct entries this shard serves, "evicted": total evictions so far}.
+            {"entries": distinct entries this shard serves, "evicted": entries this call evicted}.
         """
+        evicted_before = self.evicted
         uid = entries["uid"]
         fresh = ~torch.isin(uid, self.uid[self.valid])
         n = int(fresh.sum())
@@ -97,7 +98,7 @@ class MemoryShard(SharedMemory):
             self.valid[slots] = True
             self.serving[slots] = self._serves(self.pos[slots.numpy()])
             self._index = None
-        return {"entries": int((self.valid & self.serving).sum()), "evicted": self.evicted}
+        return {"entries": int((self.valid & self.serving).sum()), "evicted": self.evicted - evicted_before}
 
     def entries(self, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor | np.ndarray]:
         """ENTRY_FIELDS of the valid entries (optionally only where `mask`), as (E, ...) arrays."""

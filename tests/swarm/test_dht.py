@@ -106,6 +106,22 @@ def test_adding_a_shard_moves_only_its_share_and_garbage_collection_runs_per_sha
     assert all(int(h.valid.sum()) <= h.p.capacity for h in small.handles.values())
 
 
+def test_eviction_count_only_grows_and_survives_a_lost_shard_and_a_restore():
+    mem, _ = make(shards=4, capacity=300)
+    seen = []
+    for step in range(6):
+        fill(mem, 200, seed=step + 10, step=step)
+        seen.append(mem.evicted)
+        if step == 2:  # a shard holding evictions dies; the count keeps them
+            mem.transport.kill(1)
+            mem.lookup(torch.nn.functional.normalize(torch.randn(4, DIM), dim=1))
+            assert mem.faults and mem.evicted >= seen[-1]  # re-replication may evict more, never fewer
+    assert seen == sorted(seen) and seen[0] < seen[-1]
+    copy, _ = make(shards=4, capacity=300)
+    copy.load_state_dict(mem.state_dict())
+    assert copy.evicted == mem.evicted
+
+
 def test_state_dict_round_trip_keeps_every_entry():
     mem, _ = make()
     fill(mem, 700)

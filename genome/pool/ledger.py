@@ -22,7 +22,7 @@ class Ledger:
 
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self.db, self.path = db, path
-        self._batches: dict[int, bool] = {}
+        self._batches: dict[int, str | None] = {}  # batch -> its problem (None: holds)
         self._formats: dict[int, int] = {}  # batch -> leaf format
         self._checked: set[str] = set()  # genes whose attestation was verified in this session
 
@@ -53,20 +53,25 @@ class Ledger:
         return attest.Attestation(g.hash, batch, leaf, leaves[leaf].hex(), tuple(merkle.proof(leaves, leaf)),
                                   root, count, signature, public)
 
-    def check_batch(self, batch: int) -> bool:
-        """True if a batch's stored leaves hash to its root and the root's signature holds (cached)."""
-        ok = self._batches.get(batch)
-        if ok is None:
+    def batch_problem(self, batch: int) -> str | None:
+        """Why a batch's attestation fails (its stored leaves no longer hash to its root, or the
+        root's signature does not verify with the pool's key), None if it holds (cached)."""
+        if batch not in self._batches:
             row = self.db.execute("SELECT root, signature, public_key, count, leaves FROM batches WHERE id = ?",
                                   (batch,)).fetchone()
-            ok = False
+            problem = "it is not in the index"
             if row is not None:
                 root, signature, public, count, packed = row
                 leaves = store.split32(packed)
-                ok = (len(leaves) == count and merkle.root(leaves) == root and public == attest.public_key(self.path)
-                      and attest.check_signature(public, batch, root, count, signature))
-            self._batches[batch] = ok
-        return ok
+                if len(leaves) != count or merkle.root(leaves) != root:
+                    problem = "its leaves no longer hash to the signed root"
+                elif public != attest.public_key(self.path) or not attest.check_signature(
+                        public, batch, root, count, signature):
+                    problem = "the signature does not verify with the pool's public key"
+                else:
+                    problem = None
+            self._batches[batch] = problem
+        return self._batches[batch]
 
     def check_attestation(self, g: Gene) -> None:
         """`PoolCorrupt` unless the gene's fields match its signed leaf in a valid batch."""
@@ -77,9 +82,9 @@ class Ledger:
         if row is None or merkle.leaf_hash(g.signed_fields()) != row[0]:
             raise store.PoolCorrupt(f"gene {g.hash[:16]}: its index row does not match what was signed "
                                     f"(batch {batch}, leaf {leaf}); the index was changed")
-        if not self.check_batch(batch):
-            raise store.PoolCorrupt(f"gene {g.hash[:16]}: the signature of batch {batch} does not verify with "
-                                    f"the pool's public key")
+        problem = self.batch_problem(batch)
+        if problem is not None:
+            raise store.PoolCorrupt(f"gene {g.hash[:16]}: attestation batch {batch}: {problem}")
         self._checked.add(g.hash)
 
     # ---- pool-wide -------------------------------------------------------------------------

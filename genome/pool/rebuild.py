@@ -24,11 +24,23 @@ if TYPE_CHECKING:
     from genome.pool.pool import GenePool
 
 
+def _tensor_row(pool: GenePool, model: int, tensor: int) -> tuple:
+    """(dtype, shape json, perm blob id or None, perm axis, nbytes, packed gene ids) of a tensor."""
+    row = pool.db.execute("SELECT dtype, shape, perm, perm_axis, nbytes, genes FROM tensors WHERE model = ? AND idx = ?",
+                          (model, tensor)).fetchone()
+    if row is None:
+        raise store.PoolCorrupt(f"model {model} has no tensor {tensor}")
+    return row
+
+
 def tensor_values(pool: GenePool, model: int, tensor: int) -> np.ndarray:
     """A numeric tensor's canonical values rebuilt from its genes, in its own shape."""
-    shape, perm, axis = pool.db.execute("SELECT shape, perm, perm_axis FROM tensors WHERE model = ? AND idx = ?",
-                                        (model, tensor)).fetchone()
-    parts = [pool.values(g).reshape(-1) for g in pool.tensor_genes(model, tensor)]
+    return _values(pool, _tensor_row(pool, model, tensor))
+
+
+def _values(pool: GenePool, row: tuple) -> np.ndarray:
+    _, shape, perm, axis, _, packed = row
+    parts = [pool.values(g.hex()).reshape(-1) for g in store.split32(packed)]
     flat = np.concatenate(parts) if len(parts) > 1 else parts[0].reshape(-1)
     vals = flat.reshape(json.loads(shape))
     if perm is not None:
@@ -39,13 +51,13 @@ def tensor_values(pool: GenePool, model: int, tensor: int) -> np.ndarray:
 
 def tensor_bytes(pool: GenePool, model: int, tensor: int) -> np.ndarray:
     """A tensor's exact stored bytes rebuilt from its genes: uint8 (nbytes,)."""
-    dtype, perm, nbytes = pool.db.execute(
-        "SELECT dtype, perm, nbytes FROM tensors WHERE model = ? AND idx = ?", (model, tensor)).fetchone()
-    genes = [pool.gene(g) for g in pool.tensor_genes(model, tensor)]
+    row = _tensor_row(pool, model, tensor)
+    dtype, _, perm, _, nbytes, packed = row
+    genes = [pool.gene(g.hex()) for g in store.split32(packed)]
     if perm is None and all(g.dtype == dtype and g.base is None for g in genes):
         out = np.frombuffer(b"".join(pool.exact_bytes(g.hash) for g in genes), np.uint8)
     else:
-        out = encode(tensor_values(pool, model, tensor), dtype)
+        out = encode(_values(pool, row), dtype)
     if out.nbytes != nbytes:
         raise store.PoolCorrupt(f"tensor {tensor} of model {model}: rebuilt {out.nbytes} bytes, expected {nbytes}")
     return out

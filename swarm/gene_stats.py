@@ -191,6 +191,14 @@ class GeneStats:
             "pool_status_deprecated": float(live_genes - self.referenced_count),
         }
 
+    @staticmethod
+    def combine(parts: list[dict[str, float]]) -> dict[str, float]:
+        """The pool_* metrics of several pools (one per Ray colony actor) as one: counts and bytes
+        add up (a gene held by two pools counts twice), the dedup ratio is recomputed."""
+        out = {k: float(sum(p[k] for p in parts)) for k in parts[0]}
+        out["pool_dedup_ratio"] = out["pool_bytes_naive"] / out["pool_bytes"] if out["pool_bytes"] else 0.0
+        return out
+
     def state_dict(self) -> dict[str, Any]:
         ids = sorted(self.keys)
         return {"ids": torch.tensor(ids, dtype=torch.int64),

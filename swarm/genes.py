@@ -75,14 +75,20 @@ class GeneBrains:
 
     # ---- building --------------------------------------------------------------------------
     def adopt(self, colonies: list[Any]) -> None:
-        """Turn every colony's dense (S, P) brains into gene references; drop the dense copies."""
+        """Turn every colony's dense (S, P) brains into gene references; drop the dense copies.
+
+        `slots[c]` is colony c's references (by `colony.index`); a pool that holds some colonies
+        only (a Ray colony actor holds its own) keeps empty (0, nb) lists for the others.
+        """
         for colony in colonies:
             st = colony.state
             refs = torch.full((len(st.alive), self.nb), -1, dtype=torch.int64)
             live = st.alive.nonzero().squeeze(1)
             if len(live):
                 refs[live] = self.found(st.params[live])
-            self.slots.append(refs)
+            while len(self.slots) <= colony.index:
+                self.slots.append(torch.full((0, self.nb), -1, dtype=torch.int64))
+            self.slots[colony.index] = refs
             st.params = st.params[:, :0]  # (S, 0): the genes hold the weights now
             colony.genes = self
 
@@ -91,12 +97,20 @@ class GeneBrains:
         padded = torch.nn.functional.pad(flat, (0, self.nb * self.B - self.P))
         return padded.view(len(flat), self.nb, self.B)
 
-    def found(self, flat: torch.Tensor) -> torch.Tensor:
-        """Stored genes for founders' dense brains (n, P); returns their (n, nb) gene ids."""
+    def found(self, flat: torch.Tensor, rounded: bool = False) -> torch.Tensor:
+        """Stored genes for dense brains (n, P) (founders, or brains arriving from another pool);
+        returns their (n, nb) gene ids. In ternary mode the blocks are rounded to trits with their
+        absmean as scale; `rounded` brains (materialised by a ternary pool) keep their values
+        exactly (scale = each block's largest magnitude)."""
         n = len(flat)
         values = self._blocks(flat).reshape(n * self.nb, self.B)
         block = torch.arange(self.nb).repeat(n)
-        scale = self._scale_of(values, block) if self.ternary else torch.ones(len(values))
+        if not self.ternary:
+            scale = torch.ones(len(values))
+        elif rounded:
+            scale = values.abs().amax(1).clamp_min(1e-8)
+        else:
+            scale = self._scale_of(values, block)
         if self.ternary:
             values = self._round(values, scale)
         ids = self._alloc(len(values), block, parent=torch.full((len(values),), -1), scale=scale)
@@ -271,6 +285,14 @@ class GeneBrains:
             self.child_refs.index_add_(0, parents, torch.full((len(parents),), -1, dtype=torch.int32))
             candidates = torch.unique(parents)
 
+    def vacate(self, colony: int, gone: torch.Tensor) -> None:
+        """Release the genes of a colony's slots where `gone` (bool (S,): agents that died or
+        are being replaced) and mark those slots free."""
+        refs = self.slots[colony]
+        gone = gone & (refs[:, 0] >= 0)
+        self.release(refs[gone])
+        refs[gone] = -1
+
     def after_divide(self, model: Any, before: torch.Tensor) -> None:
         """Release the genes of agents that died, give children their parents' genes, mutated.
 
@@ -298,6 +320,11 @@ class GeneBrains:
             self.slots[c] = flat[c * cap:(c + 1) * cap].clone()
 
     # ---- accounting ------------------------------------------------------------------------
+    @staticmethod
+    def metric_names(spec: SwarmSpec) -> tuple[str, ...]:
+        """The pool_* metric names a pool built from `spec` reports."""
+        return GeneBrains(spec, None, torch.Generator()).stats.metric_names()  # type: ignore[arg-type]
+
     def nbytes(self, population: int) -> int:
         """Bytes the shared representation holds for the live genes and `population` agents."""
         live = int((self.block[: self.genes_used] >= 0).sum())

@@ -71,8 +71,8 @@ class SwarmModel(mesa.Model):
             self.colonies.append(Colony(self, c, st, brains[c]))
             self.lineage.add_births(ids, torch.full_like(ids, -1), ids, torch.full_like(ids, c), 0)
         self.next_id = spec.colony.count * n0
-        self.genes = None
-        if spec.genes.enabled:  # brains as references into one shared gene pool (swarm/genes.py)
+        self.genes = None  # the shared gene pool (serial); on Ray each colony actor holds its own
+        if spec.genes.enabled and self.backend.name == "serial":  # brains as gene references (swarm/genes.py)
             from swarm.genes import GeneBrains
 
             self.genes = GeneBrains(spec, self.noise, self.gen)
@@ -81,7 +81,12 @@ class SwarmModel(mesa.Model):
             attach_width_adapters(self)
         self.sharing = Exchange(spec, self.memory, self.gen) if spec.sharing.enabled else None
         self.backend.start(self)
-        names = METRICS + (self.genes.stats.metric_names() if self.genes is not None else ())
+        if spec.genes.enabled:
+            from swarm.genes import GeneBrains
+
+            names = METRICS + GeneBrains.metric_names(spec)
+        else:
+            names = METRICS
         names += SHARING_METRICS if self.sharing is not None else ()
         self.metrics: dict[str, float] = {name: 0.0 for name in names}
         self.datacollector = mesa.DataCollector(
@@ -199,6 +204,8 @@ class SwarmModel(mesa.Model):
         }
         if self.genes is not None:
             self.metrics.update(self.genes.metrics(int(alive.sum())))
+        elif self.spec.genes.enabled:  # Ray: summed over the colony actors' pools
+            self.metrics.update(self.backend.gene_metrics(self))
         if self.sharing is not None:
             self.metrics.update(self.sharing.metrics())
 
@@ -244,6 +251,9 @@ class SwarmModel(mesa.Model):
         if ("sharing" in d) != (self.sharing is not None):  # before anything changes
             raise ValueError(f"a checkpoint {'with' if 'sharing' in d else 'without'} sharing state cannot "
                              f"load into a model with sharing.enabled = {self.sharing is not None}")
+        if self.genes is not None and "genes" not in d:
+            raise ValueError("this checkpoint holds gene brains in its colony actors (written by the Ray "
+                             "backend); resume it with --ray")
         if self.sharing is not None:  # first: its identity check fails before the model changes
             self.sharing.load_state_dict(d["sharing"])
         self.steps = int(d["steps"])

@@ -109,7 +109,8 @@ class MutationParams(_Section):
 
 
 class GeneParams(_Section):
-    """Brains as lists of gene references into one in-memory pool shared by the colonies (swarm/genes.py)."""
+    """Brains as lists of gene references into an in-memory pool (swarm/genes.py): one shared by the
+    colonies on the serial backend, one per colony actor on Ray."""
 
     enabled: bool = Field(False, description="hold brains as shared genes (pool_* metrics); off: one dense copy each")
     block: int = Field(4096, ge=16, le=1 << 20, description="parameters per gene block")
@@ -325,8 +326,6 @@ class SwarmSpec(_Section):
 
     @model_validator(mode="after")
     def _ray_brains(self) -> SwarmSpec:
-        if self.backend.name == "ray" and self.genes.enabled:
-            raise ValueError("backend.name=ray runs dense brains only (got genes.enabled=true)")
         if self.backend.name == "ray" and (self.sharing.enabled or self.sharing.widths):
             raise ValueError("backend.name=ray does not run experience sharing yet (sharing.enabled, sharing.widths)")
         return self

@@ -1,7 +1,7 @@
 """The Ray backend: colonies as actors, the shared memory as a DHT over shard actors, the broker.
 
-Who holds what. A colony actor (`ColonyWorker`) holds its colony's brains (S, P) and memory
-vectors (S, M) and answers a whole step's (slot, query) pairs in one call; the driver sends every
+Who holds what. A colony actor (`ColonyWorker`) holds its colony's brains (S, P) (or, with
+genes.enabled, its colony's gene pool: `swarm.genes.GeneBrains`) and memory vectors (S, M) and answers a whole step's (slot, query) pairs in one call; the driver sends every
 colony its pairs at once and waits on all of them together. The driver keeps the light
 per-agent tensors (ids, fitness, counters, alive) and draws every random number, so a Ray run
 is as reproducible as a serial one given its seed.
@@ -89,14 +89,26 @@ class ShardActor(MemoryShard):
 class ColonyWorker:
     """One colony's full `ColonyState`, brains and memory vectors included, in its own process."""
 
-    def __init__(self, index: int, state: dict[str, torch.Tensor], brain_params: BrainParams,
+    def __init__(self, index: int, state: dict[str, Any], brain_params: BrainParams,
                  noise: NoiseTable, projection: torch.Tensor,
-                 reproduction: ReproductionParams | None = None):
+                 reproduction: ReproductionParams | None = None, genes: SwarmSpec | None = None):
+        """`genes`: the spec, when brains are gene references (genes.enabled): this actor then
+        holds its colony's genes in a `GeneBrains` of its own, built from the dense (S, P) brains
+        in `state`, or restored from ``state["genes"]`` (a checkpoint's `heavy()`)."""
         torch.set_num_threads(1)  # one core per actor; parallelism comes from the actors
         self.index, self.brain_params, self.genes, self.adapter = index, brain_params, None, None
         self.reproduction = reproduction
         self.state = ColonyState.from_dict(state)
         self.noise, self.projection = noise, projection
+        if genes is not None:
+            from swarm.genes import GeneBrains
+
+            self.genes = GeneBrains(genes, noise, torch.Generator())
+            if "genes" in state:
+                self.genes.load_state_dict(state["genes"])
+                self.state.params = self.state.params[:, :0]
+            else:
+                self.genes.adopt([self])
 
     def node(self) -> str:
         """The Ray node this colony runs on."""
@@ -118,6 +130,8 @@ class ColonyWorker:
         """(n,) parent slots -> the children's (n, P) brains before mutation and (n, M) memory
         vectors: the parents' rows, or under crossover their merges with `partners` (slots here,
         -1 for none; swarm/crossover.py) with the driver's merge `seed`."""
+        if self.genes is not None:  # materialised; the receiving colony cuts them into genes of its own
+            return self.genes.params(self.index, slots), self.state.memory[slots].clone()
         if partners is None:
             return self.state.params[slots].clone(), self.state.memory[slots].clone()
         return parents_rows(self.state, slots, partners, self.reproduction, seed), self.state.memory[slots].clone()
@@ -139,22 +153,57 @@ class ColonyWorker:
         import ray
 
         st = self.state
-        parts = [self.export(local_parents, local_partners, seed)] + [ray.get(r) for r in remote]
-        params = torch.cat([p for p, _ in parts])
-        memory = torch.cat([m for _, m in parts])
-        params.add_(self.noise.slices(w_off, params.shape[1]), alpha=sigma)
+        remote_parts = [ray.get(r) for r in remote]
+        if self.genes is not None:
+            self._gene_births(alive, child_slots, local_parents, [p for p, _ in remote_parts], seed)
+            memory = torch.cat([st.memory[local_parents]] + [m for _, m in remote_parts])
+        else:
+            parts = [self.export(local_parents, local_partners, seed)] + remote_parts
+            params = torch.cat([p for p, _ in parts])
+            memory = torch.cat([m for _, m in parts])
+            params.add_(self.noise.slices(w_off, params.shape[1]), alpha=sigma)
+            st.params[child_slots] = params
         memory.add_(self.noise.slices(m_off, memory.shape[1]), alpha=sigma_m)
-        st.params[child_slots] = params
         st.memory[child_slots] = memory
         st.alive = alive
         return len(child_slots)
 
+    def _gene_births(self, alive: torch.Tensor, child_slots: torch.Tensor, local_parents: torch.Tensor,
+                     remote: list[torch.Tensor], seed: int) -> None:
+        """Children as gene references: a local parent's genes are shared, mutated by the spec's
+        mode; a parent in another colony arrives as (n, P) weights and is cut into genes here
+        first. The mutation draws from `seed` (the driver's, so a run is reproducible)."""
+        g = self.genes
+        parents = g.slots[self.index][local_parents].clone()  # (n_local, nb), read before any release
+        arrived = g.found(torch.cat(remote), rounded=True) if remote else parents[:0]
+        g.gen.manual_seed(seed)
+        children = g.mutate(torch.cat([parents, arrived]))
+        g.release(arrived)  # the arrivals' own references: what children share stays
+        replaced = torch.zeros_like(alive)
+        replaced[child_slots] = True
+        g.vacate(self.index, ~alive | replaced)
+        g.slots[self.index][child_slots] = children
+
     def set_alive(self, alive: torch.Tensor) -> None:
+        if self.genes is not None:
+            self.genes.vacate(self.index, ~alive)
         self.state.alive = alive
 
-    def heavy(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(S, P) brains and (S, M) memory vectors."""
-        return self.state.params, self.state.memory
+    def heavy(self) -> dict[str, Any]:
+        """{"params": (S, P) brains, "memory": (S, M) memory vectors, and with genes "genes": the
+        pool's state}; gene brains are materialised for living agents (zeros elsewhere)."""
+        st = self.state
+        if self.genes is None:
+            return {"params": st.params, "memory": st.memory}
+        params = torch.zeros(len(st.alive), self.genes.P)
+        live = st.alive.nonzero().squeeze(1)
+        if len(live):
+            params[live] = self.genes.params(self.index, live)
+        return {"params": params, "memory": st.memory, "genes": self.genes.state_dict()}
+
+    def gene_metrics(self) -> dict[str, float]:
+        """This colony's pool_* metrics (see `swarm.gene_stats`)."""
+        return self.genes.metrics(int(self.state.alive.sum()))
 
 
 class RayTransport:
@@ -224,7 +273,7 @@ class RayBackend(SerialBackend):
         if old is not None:
             self.ray.kill(old)
         self.workers[c] = self.worker_cls.remote(c, full, self.spec.brain, self.noise_ref, self.projection_ref,
-                                                 self.spec.reproduction)
+                                                 self.spec.reproduction, self.spec if self.spec.genes.enabled else None)
 
     def _gather(self, futures: dict[int, Any]) -> tuple[dict[int, Any], list[int]]:
         results, failed = RayTransport().gather(futures)
@@ -271,6 +320,9 @@ class RayBackend(SerialBackend):
         changed = (model._global("alive") != alive_before).view(len(model.colonies), cap).any(1)
         futures = {}
         m = self.spec.mutation
+        seed = births.merge_seed  # crossover's merge seed; with genes, each colony's mutation seed
+        if self.spec.genes.enabled:  # (genes run division only) drawn from the driver's stream
+            seed = int(torch.randint(0, 2**62, (1,), generator=model.gen))
         for t in range(len(model.colonies)):  # a loop over colonies, never over agents
             into = births.colony == t
             if not bool(into.any()):
@@ -289,9 +341,18 @@ class RayBackend(SerialBackend):
             futures[t] = self.workers[t].births.remote(
                 model.colonies[t].state.alive.clone(), child[rows] % cap, parent[rows[src == t]] % cap, remote,
                 births.noise_offset[rows], births.memory_offset[rows], m.sigma, m.sigma_memory,
-                None if mates is None else mates[rows[src == t]], births.merge_seed)
+                None if mates is None else mates[rows[src == t]], seed + t if self.spec.genes.enabled else seed)
         self._gather(futures)
         return births, died
+
+    def gene_metrics(self, model: SwarmModel) -> dict[str, float]:
+        """pool_* metrics summed over the colony actors' gene pools."""
+        from swarm.gene_stats import GeneStats
+
+        results, failed = self._gather({c: w.gene_metrics.remote() for c, w in self.workers.items()})
+        if failed:  # recovered colonies answer now
+            results.update(self._gather({c: self.workers[c].gene_metrics.remote() for c in failed})[0])
+        return GeneStats.combine([results[c] for c in sorted(results)])
 
     # ---- checkpoints and faults ----------------------------------------------------------------
     def colony_dicts(self, model: SwarmModel) -> list[dict[str, torch.Tensor]]:
@@ -301,12 +362,15 @@ class RayBackend(SerialBackend):
         dicts = []
         for colony in model.colonies:
             d = colony.state.to_dict()
-            d["params"], d["memory"] = results[colony.index]
+            d.update(results[colony.index])  # params, memory (and the colony's genes)
             dicts.append(d)
         self._remember(dicts, model.steps)
         return dicts
 
     def load_colony_dicts(self, model: SwarmModel, dicts: list[dict[str, torch.Tensor]]) -> None:
+        if self.spec.genes.enabled and dicts and dicts[0]["params"].shape[1] == 0:
+            raise ValueError("this checkpoint holds gene brains in one pool (written by the serial backend); "
+                             "resume it without --ray")
         for colony, d in zip(model.colonies, dicts, strict=True):
             self._spawn(colony.index, d)
             colony.state = _light(ColonyState.from_dict(d))

@@ -3,6 +3,7 @@ the forward pass equals the dense one, references balance, metrics, checkpoints,
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from experiments.spec import validate
@@ -141,3 +142,41 @@ def test_checkpoint_round_trip_in_gene_mode():
         assert {k: v for k, v in a.metrics.items() if k != "seconds"} == \
             {k: v for k, v in b.metrics.items() if k != "seconds"}
     _references_balance(b.genes)
+
+
+@pytest.mark.parametrize("mode", ["sparse", "ternary"])
+def test_colony_actor_genes_take_a_child_from_another_colony_and_free_the_dead(mode):
+    """The Ray colony actor's gene path, run in-process: a parent exported by colony 0 arrives in
+    colony 1 as weights, is cut into genes there, and its child differs from it in exactly the
+    mutated blocks (ternary arrivals keep their trits and scales exactly); agents that die release
+    their genes; references balance throughout."""
+    from swarm.ray_backend import ColonyWorker
+
+    s = spec(mutation={"mode": mode, "fraction": 0.1, "sigma": 0.5})
+    dense = SwarmModel(s.model_copy(update={"genes": s.genes.model_copy(update={"enabled": False})}), seed=4)
+    workers = [ColonyWorker(c, col.state.to_dict(), s.brain, dense.noise, dense.projection, s.reproduction, s)
+               for c, col in enumerate(dense.colonies)]
+    src, dst = workers
+    params, memory = src.export(torch.tensor([0, 1]))  # (2, P) weights of colony 0's agents 0 and 1
+    if mode == "sparse":
+        assert torch.equal(params, dense.colonies[0].state.params[:2])
+    g = dst.genes
+    live_before = int((g.block[: g.genes_used] >= 0).sum())
+    alive = dst.state.alive.clone()
+    alive[[0, 1]] = False  # two agents of colony 1 die ...
+    free = (~alive).nonzero().squeeze(1)[2:4]  # ... and two children move into free slots
+    alive[free] = True
+    dst._gene_births(alive, free, torch.zeros(0, dtype=torch.int64), [params], seed=7)
+    dst.state.alive = alive
+    child = g.params(1, free)
+    nb = g.nb
+    for k in range(2):
+        changed = sum(not torch.equal(child[k, j * g.B:(j + 1) * g.B], params[k, j * g.B:(j + 1) * g.B])
+                      for j in range(nb))
+        assert changed == max(1, round(0.1 * nb))
+    assert bool((g.slots[1][[0, 1]] == -1).all())  # the dead hold nothing
+    k = max(1, round(0.1 * nb))
+    # the dead's 2 nb genes are freed; of the arrivals' 2 nb, the children share 2 (nb - k) and
+    # replace 2 k by mutated genes (stored, so their parents are freed)
+    assert int((g.block[: g.genes_used] >= 0).sum()) == live_before - 2 * nb + 2 * (nb - k) + 2 * k
+    _references_balance(g)

@@ -150,7 +150,7 @@ def test_colony_actor_genes_take_a_child_from_another_colony_and_free_the_dead(m
     colony 1 as weights, is cut into genes there, and its child differs from it in exactly the
     mutated blocks (ternary arrivals keep their trits and scales exactly); agents that die release
     their genes; references balance throughout."""
-    from swarm.ray_backend import ColonyWorker
+    from swarm.ray_actors import ColonyWorker
 
     s = spec(mutation={"mode": mode, "fraction": 0.1, "sigma": 0.5})
     dense = SwarmModel(s.model_copy(update={"genes": s.genes.model_copy(update={"enabled": False})}), seed=4)

@@ -27,10 +27,10 @@ from typing import Any
 import blake3
 
 from genome.errors import BadInput
+from genome.pool.codecs import ZSTD
 from genome.pool.gene import Gene, gene_hash
 from genome.pool.index import PoolIndex
 from genome.pool.options import IngestReport
-from genome.pool.packs import ZSTD
 from genome.pool.session import ModelRecord, Session
 
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".tox", "build", "dist"}

@@ -38,10 +38,10 @@ from genome.errors import BadInput
 from genome.formats.base import TensorInfo
 from genome.minhash import MinHasher, jaccard, signed_shingles, ternary
 from genome.pool import levels as lv
+from genome.pool.codecs import ZSTD, ZSTD_SHUFFLE4, choose_codec, encode_blob
 from genome.pool.gene import Gene, GeneStatus, gene_ids
 from genome.pool.index import PoolIndex
 from genome.pool.options import DedupOptions, IngestReport
-from genome.pool.packs import ZSTD, ZSTD_SHUFFLE4, choose_codec, encode_blob
 from genome.pool.permutation import Permutations
 from genome.pool.session import ModelRecord, Session
 

@@ -27,8 +27,8 @@ from genome.errors import BadInput
 from genome.formats.base import TensorInfo
 from genome.pool import levels as lv
 from genome.pool.bulk import BulkGenes
+from genome.pool.codecs import choose_codec
 from genome.pool.gene import gene_ids, metadata_json
-from genome.pool.packs import choose_codec
 
 
 class ExactIngest:

@@ -168,8 +168,8 @@ class GenePool:
     def evolve(self, h: str, new_values: np.ndarray, reason: str = "", repoint: bool = True) -> Gene:
         """A new version of a weight gene (same shape and dtype), chained to it; the parent is
         DEPRECATED and, with `repoint`, every model block that used it uses the new version."""
+        from genome.pool.codecs import ZSTD
         from genome.pool.gene import evolve as evolve_gene
-        from genome.pool.packs import ZSTD
         from genome.pool.session import Session
 
         with store.writer_lock(self.path):

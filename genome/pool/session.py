@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from genome.pool import attest, bulk, merkle
+from genome.pool.codecs import RAW, encode_blob
 from genome.pool.gene import LEAF_FORMAT, Gene, metadata_json, split_block
-from genome.pool.packs import RAW, PackWriter, encode_blob
+from genome.pool.packs import PackWriter
 from genome.pool.store import unhex as _raw
 
 

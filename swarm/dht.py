@@ -121,22 +121,25 @@ class DistributedMemory:
         hits = list(parts.values())
         b = len(queries)
         if not hits or k == 0:
-            return Hits(torch.zeros(b, k, self.dim), torch.zeros(b, k), torch.zeros(b, k),
-                        torch.full((b, k), -1, dtype=torch.int64), torch.zeros(b, k, dtype=torch.bool))
+            none = torch.full((b, k), -1, dtype=torch.int64)
+            return Hits(torch.zeros(b, k, self.dim), torch.zeros(b, k), torch.zeros(b, k), none,
+                        torch.zeros(b, k, dtype=torch.bool), none.clone())
         cat = {f: torch.cat([getattr(h, f) for h in hits], 1) for f in ("response", "fitness", "similarity",
-                                                                          "agent_id", "valid")}
+                                                                          "agent_id", "valid", "slot")}
         score = torch.where(cat["valid"], cat["similarity"] * cat["fitness"].clamp_min(0.0), torch.tensor(-1.0))
         where = torch.topk(score, k, dim=1).indices  # (B, k)
         return Hits(
             response=cat["response"].gather(1, where.unsqueeze(-1).expand(-1, -1, self.dim)),
             fitness=cat["fitness"].gather(1, where), similarity=cat["similarity"].gather(1, where),
             agent_id=cat["agent_id"].gather(1, where), valid=cat["valid"].gather(1, where),
+            slot=cat["slot"].gather(1, where),  # the entries' uids
         )
 
     # ---- writes ------------------------------------------------------------------------------
     def store(self, queries: torch.Tensor, responses: torch.Tensor, agent_id: torch.Tensor,
-              fitness: torch.Tensor, step: int) -> None:
-        """Write (B, D) queries with (B, D) responses, (B,) ids and fitness to every replica."""
+              fitness: torch.Tensor, step: int) -> torch.Tensor:
+        """Write (B, D) queries with (B, D) responses, (B,) ids and fitness to every replica;
+        returns the (B,) uids given to the entries."""
         keys = self.hash(queries)
         n = len(queries)
         entries = {
@@ -146,6 +149,18 @@ class DistributedMemory:
         }
         self.next_uid += n
         self._write(entries, step)
+        return entries["uid"]
+
+    def remove(self, uids: torch.Tensor) -> int:
+        """Drop the entries with these uids from every replica; returns how many were held."""
+        out = self._call({s: ("remove_uids", uids) for s in self.handles})
+        self._served.update({s: o["entries"] for s, o in out.items()})
+        self.size = sum(self._served.values())
+        return len(torch.unique(torch.cat([o["uids"] for o in out.values()] or [uids[:0]])))
+
+    def set_fitness(self, uids: torch.Tensor, fitness: torch.Tensor) -> None:
+        """Overwrite the fitness of the entries with these (distinct) uids on every replica."""
+        self._call({s: ("set_fitness", uids, fitness) for s in self.handles})
 
     def _write(self, entries: dict, step: int) -> None:
         replicas = torch.from_numpy(self.ring.preference[self.ring.point_of(entries["pos"])])  # (B, R)

@@ -326,8 +326,8 @@ class SwarmSpec(_Section):
 
     @model_validator(mode="after")
     def _ray_brains(self) -> SwarmSpec:
-        if self.backend.name == "ray" and (self.sharing.enabled or self.sharing.widths):
-            raise ValueError("backend.name=ray does not run experience sharing yet (sharing.enabled, sharing.widths)")
+        if self.backend.name == "ray" and self.sharing.widths:
+            raise ValueError("backend.name=ray runs one brain width (sharing.widths needs the serial backend)")
         return self
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from swarm.memory import SharedMemory, _unpack
+from swarm.memory import Hits, SharedMemory, _unpack
 from swarm.params import MemoryParams
 
 ENTRY_FIELDS = ("uid", "pos", "keys", "query", "response", "agent_id", "fitness", "timestamp")
@@ -59,7 +59,32 @@ class MemoryShard(SharedMemory):
         self.serving[:] = False
         self._index = None
 
+    # ---- reads -------------------------------------------------------------------------------
+    def lookup(self, queries: torch.Tensor, k: int | None = None) -> Hits:
+        """`SharedMemory.lookup`, with each hit's global uid in `slot` (-1 for none)."""
+        hits = super().lookup(queries, k)
+        hits.slot = torch.where(hits.slot >= 0, self.uid[hits.slot.clamp_min(0)], -1)
+        return hits
+
     # ---- writes ------------------------------------------------------------------------------
+    def remove_uids(self, uids: torch.Tensor) -> dict[str, torch.Tensor | int]:
+        """Drop the entries with these uids (sharing voted them out).
+
+        Returns:
+            {"uids": the uids this shard held, "entries": distinct entries it serves now}.
+        """
+        rows = (self.valid & torch.isin(self.uid, uids)).nonzero().squeeze(1)
+        self.remove(rows)
+        return {"uids": self.uid[rows], "entries": int((self.valid & self.serving).sum())}
+
+    def set_fitness(self, uids: torch.Tensor, fitness: torch.Tensor) -> None:
+        """Overwrite the fitness of the entries with these uids (sharing's aggregated reports)."""
+        rows = (self.valid & torch.isin(self.uid, uids)).nonzero().squeeze(1)
+        if len(rows):
+            order = torch.argsort(uids)
+            at = torch.searchsorted(uids[order], self.uid[rows])
+            self.fitness[rows] = fitness[order][at].float()
+
     def put(self, entries: dict[str, torch.Tensor | np.ndarray], step: int) -> dict[str, int]:
         """Insert entries (new ones or copies from another shard); uids already held are skipped.
 

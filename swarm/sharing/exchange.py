@@ -36,6 +36,7 @@ from swarm import consensus
 from swarm.params import ConsensusParams, SwarmSpec
 from swarm.sharing import codec
 from swarm.sharing.batch import Identity, SharedBatch, check
+from swarm.sharing.entries import entry_rows
 from swarm.sharing.registry import ExperienceRegistry
 from swarm.sharing.voting import VoteBook
 
@@ -54,7 +55,7 @@ class Exchange:
 
     def __init__(self, spec: SwarmSpec, memory: SharedMemory, gen: torch.Generator):
         p = self.p = spec.sharing
-        self.spec, self.memory = spec, memory
+        self.spec = spec
         self.dim, self.colonies = spec.brain.embed_dim, spec.colony.count
         seeds = torch.randint(0, 256, (self.colonies, 32), generator=gen, dtype=torch.uint8)
         self.identities = [Identity(bytes(s.tolist())) for s in seeds]
@@ -64,6 +65,7 @@ class Exchange:
         w = min(p.window, memory.p.capacity * 4)
         self.cache_q = torch.zeros(w, self.dim)  # ring of decoded registry records: index i at i % w
         self.cache_r = torch.zeros(w, self.dim)
+        self.entries = entry_rows(memory)  # vote rows of the memory's entries (slots, or uids on Ray)
         self.votes = VoteBook(memory.p.capacity, self.colonies, p.approval, p.min_vote_weight, p.min_served)
         self.reports = torch.full((memory.p.capacity, self.colonies), float("nan"))  # latest fitness report
         self.seq = 0
@@ -108,7 +110,7 @@ class Exchange:
         index = self.registry.append(batch.records())
         ring = torch.arange(index.start, index.stop) % len(self.cache_q)
         self.cache_q[ring], self.cache_r[ring] = queries, responses
-        slots = self.memory.store(queries, responses, batch.agent_id, batch.fitness, step)
+        slots = self.entries.store(queries, responses, batch.agent_id, batch.fitness, step)
         self.votes.reset(slots, torch.full_like(slots, batch.colony), batch.fitness)
         self.reports[slots] = float("nan")
         self.counts["shared_batches"] += 1
@@ -151,11 +153,12 @@ class Exchange:
         colony_of = response.chosen // capacity  # (B, k)
         self.votes.serve(torch.bincount(colony_of.flatten(), minlength=self.colonies))
         hits = response.hits
-        ok = hits.valid & (hits.similarity >= self.p.vote_similarity)
+        rows = self.entries.rows(hits.slot)  # (B, h) vote row of each hit, -1 for none
+        ok = hits.valid & (hits.similarity >= self.p.vote_similarity) & (rows >= 0)
         if bool(ok.any()):
-            voter = colony_of[:, :1].expand_as(hits.slot)[ok]  # the query's serving colony
-            baseline = rewards.mean(1, keepdim=True).clamp_min(self.p.vote_floor).expand_as(hits.slot)[ok]
-            slot, reward = hits.slot[ok], hit_rewards[ok]
+            voter = colony_of[:, :1].expand_as(rows)[ok]  # the query's serving colony
+            baseline = rewards.mean(1, keepdim=True).clamp_min(self.p.vote_floor).expand_as(rows)[ok]
+            slot, reward = rows[ok], hit_rewards[ok]
             bad = self.malicious[voter]
             approve = ((reward >= baseline) & (reward >= self.votes.claim[slot] - self.p.vote_margin)) ^ bad
             self.votes.cast(slot, voter, approve)
@@ -166,20 +169,20 @@ class Exchange:
             w = self.votes.weight().float().expand_as(rep)
             agg = consensus.REGISTRY[self.p.aggregate](
                 rep.nan_to_num(0.0).unsqueeze(-1), w, known, ConsensusParams(), unit=False).squeeze(-1)
-            self.memory.fitness[touched] = agg
+            self.entries.set_fitness(touched, agg)
         tally = self.votes.tally()  # once: removing entries below changes only the removed slots' votes
-        out = (self.votes.voted_out(tally) & self.memory.valid).nonzero().squeeze(1)
+        out = (self.votes.voted_out(tally) & self.entries.valid).nonzero().squeeze(1)
         if len(out):
-            self.counts["entries_voted_out"] += self.memory.remove(out)
+            self.counts["entries_voted_out"] += self.entries.remove(out)
             self.votes.reset(out, torch.full_like(out, -1))
         if self.p.vet_steps:  # entries of identities in poor standing that nobody vetted in time
             author = self.votes.author
             w = self.votes.weight()  # (V,) standing relative to the best-standing identity
             low = (w < self.p.approval * w.max())[author.clamp_min(0)] & (author >= 0)
-            old = step - self.memory.timestamp >= self.p.vet_steps
-            out = (self.memory.valid & low & old & (tally[1] < self.p.min_vote_weight)).nonzero().squeeze(1)
+            old = step - self.entries.timestamp >= self.p.vet_steps
+            out = (self.entries.valid & low & old & (tally[1] < self.p.min_vote_weight)).nonzero().squeeze(1)
             if len(out):
-                self.counts["entries_unvetted_out"] += self.memory.remove(out)
+                self.counts["entries_unvetted_out"] += self.entries.remove(out)
                 self.votes.reset(out, torch.full_like(out, -1))
 
     # ---- checkpoints ------------------------------------------------------------------------
@@ -197,7 +200,7 @@ class Exchange:
             "cache_q": self.cache_q, "cache_r": self.cache_r,
             "votes": self.votes.state_dict(),
             "reports": self.reports,
-            "seq": self.seq,
+            "seq": self.seq, "rows": self.entries.state_dict(),
             "counts": dict(self.counts),
         }
 
@@ -213,6 +216,8 @@ class Exchange:
         if set(d["counts"]) != set(self.counts):
             raise ValueError(f"sharing counters {sorted(d['counts'])} in the checkpoint, {sorted(self.counts)} expected")
         self.registry.load_state_dict(d["registry"])
+        if "rows" in d:  # checkpoints before the Ray backend could share have none (slot rows need none)
+            self.entries.load_state_dict(d["rows"])
         self.votes.load_state_dict(d["votes"])
         self.cache_q, self.cache_r, self.reports = d["cache_q"].clone(), d["cache_r"].clone(), d["reports"].clone()
         self.seq = int(d["seq"])  # older checkpoints also hold a "step", no longer needed

@@ -153,3 +153,34 @@ def test_zone_aware_ring_puts_copies_on_distinct_nodes():
     grown = ring.with_shard(6, "c")  # zones carry over to derived rings
     assert {len({({**nodes, 6: 'c'})[s] for s in r}) for r in grown.replicas(keys).tolist()} == {3}
     assert dict(grown.without_shard(0).zones) == {**{s: z for s, z in nodes.items() if s}, 6: "c"}
+
+
+def test_sharing_rows_address_distributed_entries_by_uid():
+    """What sharing needs of the DHT: lookups name each hit's entry by uid, `UidRows` maps uids to
+    vote rows, removal drops every replica, and fitness written through changes the ranking."""
+    from swarm.sharing.entries import UidRows, entry_rows
+
+    mem, _ = make(shards=4)
+    rows = entry_rows(mem)
+    assert isinstance(rows, UidRows)
+    g = torch.Generator().manual_seed(5)
+    q = torch.nn.functional.normalize(torch.randn(50, DIM, generator=g), dim=1)
+    r = rows.store(q, q.flip(1), torch.arange(50), torch.ones(50), step=3)
+    assert torch.equal(r, torch.arange(50))  # the first uids, rows uid % capacity
+    hits = mem.lookup(q, k=1)
+    assert torch.equal(hits.slot[:, 0], torch.arange(50))  # each query's own entry, by uid
+    assert torch.equal(rows.rows(hits.slot[:, 0]), r) and bool((rows.timestamp[r] == 3).all())
+    assert rows.remove(r[:10]) == 10 and mem.size == 40
+    assert not any(bool(torch.isin(h.uids(), torch.arange(10)).any()) for h in mem.handles.values())  # all replicas
+    assert bool((rows.rows(torch.arange(10)) == -1).all())  # removed entries have no row
+    assert rows.remove(r[:10]) == 0  # nothing left to remove
+    # an entry voted down to fitness 0 no longer wins its own query (score = similarity x fitness)
+    near = torch.nn.functional.normalize(q[10] + 0.05 * torch.randn(DIM, generator=g), dim=0)
+    rows.store(near.unsqueeze(0), q[10:11].flip(1), torch.tensor([99]), torch.ones(1), step=4)
+    assert int(mem.lookup(q[10:11], k=1).slot[0, 0]) == 10
+    rows.set_fitness(r[10:11], torch.zeros(1))
+    assert int(mem.lookup(q[10:11], k=1).slot[0, 0]) == 50
+    # a newer entry takes the row over; the old uid loses it
+    small = UidRows(mem, capacity=64)
+    small.uid[14], small.valid[14] = 78, True
+    assert int(small.rows(torch.tensor([14]))) == -1 and int(small.rows(torch.tensor([78]))) == 14

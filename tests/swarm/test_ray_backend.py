@@ -198,3 +198,32 @@ def test_gene_brains_on_ray_share_parent_genes_inside_each_colony_actor(cluster,
     again.step()  # and it runs on
     assert again.metrics["pool_genes"] > 0
     again.close()
+
+
+def test_experience_sharing_on_ray_votes_out_a_flooding_colony(cluster):
+    """Sharing on Ray: the exchange (driver) votes on the DHT's entries by uid. A malicious
+    colony floods junk each step; its entries are voted out of every shard, its vote weight falls,
+    and a checkpoint of the exchange restores into a fresh Ray model."""
+    d = spec("ray", 30, shards=3).model_dump(mode="json")
+    d["colony"] = {**d["colony"], "count": 3}
+    d["sharing"] = {"enabled": True, "malicious_colonies": 1, "flood": 4}
+    model = SwarmModel(validate(d), seed=1)
+    for _ in range(30):
+        model.step()
+    m = model.metrics
+    assert m["shared_batches"] > 0 and m["shared_rejected"] == 0
+    assert m["entries_voted_out"] > 0 and m["malicious_vote_weight"] < 0.2
+    ex = model.sharing
+    gone = ex.entries.uid[~ex.entries.valid & (ex.entries.uid >= 0)]
+    import ray
+
+    held = torch.cat([ray.get(h.uids.remote()) for h in model.memory.handles.values()])
+    assert len(gone) > 0 and not bool(torch.isin(gone, held).any())  # removed from every replica
+    state = model.state_dict()
+    model.close()
+    again = SwarmModel(validate(d), seed=1)
+    again.load_state_dict(state)
+    assert torch.equal(again.sharing.entries.uid, ex.entries.uid)
+    again.step()
+    assert again.metrics["shared_batches"] > m["shared_batches"]
+    again.close()

@@ -325,12 +325,6 @@ class SwarmSpec(_Section):
     backend: BackendParams = BackendParams()
 
     @model_validator(mode="after")
-    def _ray_brains(self) -> SwarmSpec:
-        if self.backend.name == "ray" and self.sharing.widths:
-            raise ValueError("backend.name=ray runs one brain width (sharing.widths needs the serial backend)")
-        return self
-
-    @model_validator(mode="after")
     def _sharing(self) -> SwarmSpec:
         sh, d, c = self.sharing, self.brain.embed_dim, self.colony.count
         if sh.malicious_colonies >= c:

@@ -34,12 +34,14 @@ class ColonyWorker:
 
     def __init__(self, index: int, state: dict[str, Any], brain_params: BrainParams,
                  noise: NoiseTable, projection: torch.Tensor,
-                 reproduction: ReproductionParams | None = None, genes: SwarmSpec | None = None):
+                 reproduction: ReproductionParams | None = None, genes: SwarmSpec | None = None,
+                 adapter: Any = None):
         """`genes`: the spec, when brains are gene references (genes.enabled): this actor then
         holds its colony's genes in a `GeneBrains` of its own, built from the dense (S, P) brains
-        in `state`, or restored from ``state["genes"]`` (a checkpoint's `heavy()`)."""
+        in `state`, or restored from ``state["genes"]`` (a checkpoint's `heavy()`). `adapter`: the
+        colony's `swarm.sharing.WidthAdapter` when its width is not the canonical one."""
         torch.set_num_threads(1)  # one core per actor; parallelism comes from the actors
-        self.index, self.brain_params, self.genes, self.adapter = index, brain_params, None, None
+        self.index, self.brain_params, self.genes, self.adapter = index, brain_params, None, adapter
         self.reproduction = reproduction
         self.state = ColonyState.from_dict(state)
         self.noise, self.projection = noise, projection

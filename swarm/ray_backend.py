@@ -37,6 +37,7 @@ from swarm.colony import ColonyState
 from swarm.dht import DistributedMemory
 from swarm.params import BackendParams, SwarmSpec
 from swarm.ray_actors import ColonyWorker, RayTransport, ShardActor
+from swarm.sharing import colony_brains
 
 if TYPE_CHECKING:
     from swarm.model import SwarmModel
@@ -97,7 +98,7 @@ class RayBackend(SerialBackend):
         self.workers: dict[int, Any] = {}
         self.faults: list[dict[str, Any]] = []
         self.checkpoint: dict[str, Any] | None = None
-        self.widths = (param_count(spec.brain), spec.brain.memory_dim)
+        self.widths = (max(param_count(b) for b in colony_brains(spec)), spec.brain.memory_dim)
         self.memory: DistributedMemory | None = None
 
     # ---- setup -------------------------------------------------------------------------------
@@ -121,8 +122,10 @@ class RayBackend(SerialBackend):
         old = self.workers.get(c)
         if old is not None:
             self.ray.kill(old)
-        self.workers[c] = self.worker_cls.remote(c, full, self.spec.brain, self.noise_ref, self.projection_ref,
-                                                 self.spec.reproduction, self.spec if self.spec.genes.enabled else None)
+        colony = self.model.colonies[c]  # its brain width and width adapter (sharing.widths)
+        self.workers[c] = self.worker_cls.remote(c, full, colony.brain_params, self.noise_ref, self.projection_ref,
+                                                 self.spec.reproduction, self.spec if self.spec.genes.enabled else None,
+                                                 colony.adapter)
 
     def _gather(self, futures: dict[int, Any]) -> tuple[dict[int, Any], list[int]]:
         results, failed = RayTransport().gather(futures)

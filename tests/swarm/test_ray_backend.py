@@ -201,16 +201,31 @@ def test_gene_brains_on_ray_share_parent_genes_inside_each_colony_actor(cluster,
 
 
 def test_experience_sharing_on_ray_votes_out_a_flooding_colony(cluster):
-    """Sharing on Ray: the exchange (driver) votes on the DHT's entries by uid. A malicious
-    colony floods junk each step; its entries are voted out of every shard, its vote weight falls,
-    and a checkpoint of the exchange restores into a fresh Ray model."""
+    """Sharing on Ray, colonies of widths 16/32/48 (learned alignment): the exchange (driver) votes
+    on the DHT's entries by uid. A malicious colony floods junk each step; its entries are voted
+    out of every shard, its vote weight falls, each colony actor runs its own width, and a
+    checkpoint of the exchange restores into a fresh Ray model."""
     d = spec("ray", 30, shards=3).model_dump(mode="json")
     d["colony"] = {**d["colony"], "count": 3}
-    d["sharing"] = {"enabled": True, "malicious_colonies": 1, "flood": 4}
+    d["brain"] = {**d["brain"], "embed_dim": 32}
+    d["sharing"] = {"enabled": True, "malicious_colonies": 1, "flood": 4, "widths": [16, 32, 48], "align": "learned"}
     model = SwarmModel(validate(d), seed=1)
     for _ in range(30):
         model.step()
     m = model.metrics
+    import ray
+
+    from swarm.ray_actors import ColonyWorker
+
+    queries = torch.nn.functional.normalize(torch.randn(6, 32, generator=torch.Generator().manual_seed(0)), dim=1)
+    for colony, heavy in zip(model.colonies, model.backend.colony_dicts(model)):
+        assert (colony.adapter is None) == (colony.brain_params.embed_dim == 32)
+        slots = colony.state.alive.nonzero().squeeze(1)[:6]
+        remote = ray.get(model.backend.workers[colony.index].answer.remote(slots, queries))
+        here = ColonyWorker(colony.index, heavy, colony.brain_params, model.noise, model.projection,
+                            adapter=colony.adapter).answer(slots, queries)
+        assert remote.shape == (6, 32)  # canonical width out, whatever the colony's own
+        torch.testing.assert_close(remote, here)  # the actor runs its colony's width and adapter
     assert m["shared_batches"] > 0 and m["shared_rejected"] == 0
     assert m["entries_voted_out"] > 0 and m["malicious_vote_weight"] < 0.2
     ex = model.sharing

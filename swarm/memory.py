@@ -30,7 +30,7 @@ class Hits:
     similarity: torch.Tensor  # (B, k)
     agent_id: torch.Tensor  # (B, k) int64
     valid: torch.Tensor  # (B, k) bool
-    slot: torch.Tensor | None = None  # (B, k) int64 memory slot of each hit, -1 for none
+    slot: torch.Tensor | None = None  # (B, k) int64 each hit's slot (a DistributedMemory: its uid), -1 for none
 
 
 class SharedMemory:

@@ -105,6 +105,11 @@ class DistributedMemory:
         self.size = sum(self._served.values())
 
     # ---- keys --------------------------------------------------------------------------------
+    def _count_served(self, replies: dict[int, dict[str, Any]]) -> None:
+        """Take each replying shard's served count (puts and removals report it) into `size`."""
+        self._served.update({s: r["entries"] for s, r in replies.items()})
+        self.size = sum(self._served.values())
+
     def hash(self, queries: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, 32) uint8 packed 256-bit LSH keys."""
         return _pack(queries @ self.planes.T > 0)
@@ -154,8 +159,7 @@ class DistributedMemory:
     def remove(self, uids: torch.Tensor) -> int:
         """Drop the entries with these uids from every replica; returns how many were held."""
         out = self._call({s: ("remove_uids", uids) for s in self.handles})
-        self._served.update({s: o["entries"] for s, o in out.items()})
-        self.size = sum(self._served.values())
+        self._count_served(out)
         return len(torch.unique(torch.cat([o["uids"] for o in out.values()] or [uids[:0]])))
 
     def set_fitness(self, uids: torch.Tensor, fitness: torch.Tensor) -> None:
@@ -171,8 +175,7 @@ class DistributedMemory:
                 calls[s] = ("put", _take(entries, rows), step)
         out = self._call(calls)
         if out:
-            self._served.update({s: o["entries"] for s, o in out.items()})  # a put reports what its shard serves
-            self.size = sum(self._served.values())
+            self._count_served(out)
             self._evicted_copies += sum(o["evicted"] for o in out.values())
 
     # ---- membership --------------------------------------------------------------------------

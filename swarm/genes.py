@@ -302,11 +302,9 @@ class GeneBrains:
         """
         after = model._global("agent_id")
         cap = model.capacity
-        gone = ((before != after) & (before >= 0)).nonzero().squeeze(1)  # occupants that left
+        gone = ((before != after) & (before >= 0)).view(len(self.slots), cap)  # occupants that left
         for c in range(len(self.slots)):
-            mine = gone[gone // cap == c] % cap
-            self.release(self.slots[c][mine])
-            self.slots[c][mine] = -1
+            self.vacate(c, gone[c])
         births = model.last_births
         if len(births.agent_id) == 0:
             return

@@ -201,16 +201,19 @@ class RayBackend(SerialBackend):
         """pool_* metrics summed over the colony actors' gene pools."""
         from swarm.gene_stats import GeneStats
 
-        results, failed = self._gather({c: w.gene_metrics.remote() for c, w in self.workers.items()})
-        if failed:  # recovered colonies answer now
-            results.update(self._gather({c: self.workers[c].gene_metrics.remote() for c in failed})[0])
+        results = self._ask_all("gene_metrics")
         return GeneStats.combine([results[c] for c in sorted(results)])
 
     # ---- checkpoints and faults ----------------------------------------------------------------
+    def _ask_all(self, method: str) -> dict[int, Any]:
+        """Every colony actor's answer to `method()`; a lost colony is recovered and asked again."""
+        results, failed = self._gather({c: getattr(w, method).remote() for c, w in self.workers.items()})
+        if failed:
+            results.update(self._gather({c: getattr(self.workers[c], method).remote() for c in failed})[0])
+        return results
+
     def colony_dicts(self, model: SwarmModel) -> list[dict[str, torch.Tensor]]:
-        results, failed = self._gather({c: w.heavy.remote() for c, w in self.workers.items()})
-        if failed:  # recovered colonies answer now
-            results.update(self._gather({c: self.workers[c].heavy.remote() for c in failed})[0])
+        results = self._ask_all("heavy")
         dicts = []
         for colony in model.colonies:
             d = colony.state.to_dict()

@@ -39,6 +39,14 @@ class MemoryShard(SharedMemory):
     def _indexed(self) -> torch.Tensor:
         return self.valid & self.serving
 
+    def _served(self) -> int:
+        """Distinct entries this shard serves (reads for)."""
+        return int(self._indexed().sum())
+
+    def _rows_of(self, uids: torch.Tensor) -> torch.Tensor:
+        """Slots holding entries with these uids."""
+        return (self.valid & torch.isin(self.uid, uids)).nonzero().squeeze(1)
+
     def _serves(self, pos: np.ndarray) -> torch.Tensor:
         if len(self.ring_positions) == 0:
             return torch.ones(len(pos), dtype=torch.bool)
@@ -50,7 +58,7 @@ class MemoryShard(SharedMemory):
         self.ring_positions, self.ring_readers = positions, readers
         self.serving = self._serves(self.pos)
         self._index = None
-        return int((self.valid & self.serving).sum())
+        return self._served()
 
     def reset(self, planes: torch.Tensor) -> None:
         """Forget every entry and take new hyperplanes (restoring a checkpoint)."""
@@ -73,13 +81,13 @@ class MemoryShard(SharedMemory):
         Returns:
             {"uids": the uids this shard held, "entries": distinct entries it serves now}.
         """
-        rows = (self.valid & torch.isin(self.uid, uids)).nonzero().squeeze(1)
+        rows = self._rows_of(uids)
         self.remove(rows)
-        return {"uids": self.uid[rows], "entries": int((self.valid & self.serving).sum())}
+        return {"uids": self.uid[rows], "entries": self._served()}
 
     def set_fitness(self, uids: torch.Tensor, fitness: torch.Tensor) -> None:
         """Overwrite the fitness of the entries with these uids (sharing's aggregated reports)."""
-        rows = (self.valid & torch.isin(self.uid, uids)).nonzero().squeeze(1)
+        rows = self._rows_of(uids)
         if len(rows):
             order = torch.argsort(uids)
             at = torch.searchsorted(uids[order], self.uid[rows])
@@ -123,7 +131,7 @@ class MemoryShard(SharedMemory):
             self.valid[slots] = True
             self.serving[slots] = self._serves(self.pos[slots.numpy()])
             self._index = None
-        return {"entries": int((self.valid & self.serving).sum()), "evicted": self.evicted - evicted_before}
+        return {"entries": self._served(), "evicted": self.evicted - evicted_before}
 
     def entries(self, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor | np.ndarray]:
         """ENTRY_FIELDS of the valid entries (optionally only where `mask`), as (E, ...) arrays."""

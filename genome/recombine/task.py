@@ -117,27 +117,29 @@ class PaddedSource(Source):
             out[:, first - start:].view(self.groups, -1, self.cols).copy_(self._mean_row().unsqueeze(1))
 
 
-def release_pages(view: np.ndarray) -> None:
-    """Drop the memory-mapped file pages under `view` from this process (no-op if not mapped).
+def release_pages(view: np.ndarray) -> int:
+    """Drop the memory-mapped file pages under `view` from this process; returns the bytes advised
+    (0 if `view` is not backed by an `mmap.mmap`, as an `np.memmap` or `np.frombuffer` of one).
 
     The pages stay in the page cache; touching them again maps them back in. This keeps a
     streamed merge's resident memory at a few chunks however large the inputs are.
     """
-    top, base = None, view
+    base = view
     while isinstance(base, np.ndarray):
-        if isinstance(base, np.memmap):
-            top = base
         base = base.base
-    if top is None or not isinstance(base, mmap.mmap) or view.nbytes == 0:
-        return
-    map_start = top.ctypes.data - (int(getattr(top, "offset", 0)) % mmap.ALLOCATIONGRANULARITY)
+    if isinstance(base, memoryview):  # np.frombuffer(mmap) ends in a memoryview of the map
+        base = base.obj
+    if not isinstance(base, mmap.mmap) or view.nbytes == 0 or len(base) == 0:
+        return 0
+    map_start = np.frombuffer(base, np.uint8, count=1).ctypes.data
     lo = view.ctypes.data - map_start
-    hi = lo + view.nbytes
+    hi = min(lo + view.nbytes, len(base))
     lo -= lo % mmap.PAGESIZE
     try:
-        base.madvise(mmap.MADV_DONTNEED, lo, min(hi, len(base)) - lo)
+        base.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
     except (OSError, ValueError, AttributeError):  # not Linux, or a closed map: only a hint
-        pass
+        return 0
+    return hi - lo
 
 
 @dataclass(frozen=True)

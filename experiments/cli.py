@@ -228,6 +228,11 @@ def main() -> None:
     except BadInput as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+    except OSError as err:  # a path the command cannot create or read (a file where a folder goes, ...)
+        if err.filename is None:
+            raise
+        typer.echo(f"error: {err.filename}: {err.strerror or err}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

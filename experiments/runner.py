@@ -44,6 +44,8 @@ def git_commit() -> str:
 def new_run_dir(root: Path, name: str) -> Path:
     """runs/<name>-<timestamp>/, created exclusively: an existing directory is never reused."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"--out {root} is a file; runs go into a folder")
     root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1000):

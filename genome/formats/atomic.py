@@ -36,6 +36,8 @@ def check_new_output(target: Path, *, inputs: tuple[Path, ...] = ()) -> Path:
     target = Path(target)
     if not target.parent.exists():
         raise BadInput(f"output folder {target.parent} does not exist")
+    if not target.parent.is_dir():
+        raise BadInput(f"output folder {target.parent} is a file, not a folder")
     for src in inputs:
         if Path(src).exists() and target.exists() and target.resolve() == Path(src).resolve():
             raise BadInput(f"output {target} is also an input; inputs are never changed in place")

@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from experiments import reader
 from experiments.runner import new_run_dir, start_run
@@ -118,3 +120,22 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     assert len(b) == 120
     assert a.equals(b)
     assert "resumed" in reader.events(run_dir)["kind"].tolist()
+
+
+def test_outputs_that_cannot_be_created_are_one_line_and_exit_code_2(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("in the way")
+    model = tmp_path / "m.safetensors"
+    save_file({"w": np.ones((4, 4), np.float32)}, str(model))
+    merge_yaml = bad(tmp_path, f"models:\n  - model: {model}\n  - model: {model}\nmerge_method: linear\n"
+                               "parameters: {weight: 0.5}\n")
+    cases = [
+        (["run", SMOKE, "--out", blocker], "is a file; runs go into a folder"),
+        (["genome", "merge", merge_yaml, blocker / "x.safetensors"], "is a file, not a folder"),
+        (["genome", "plan", model, model, "--goal", "merge_skills", "--out", blocker / "p"], "Not a directory"),
+    ]
+    for args, message in cases:
+        out = cogitans(*args)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and message in lines[0], (args, out.stderr)
+    assert blocker.read_text() == "in the way"

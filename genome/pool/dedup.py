@@ -276,7 +276,7 @@ class WeightIngest:
         deviation is at most 0.05, so a true match is lost with probability below 1e-3).
         """
         idx = self.index
-        cands = [c for c in idx.lsh.query(sig) if idx.shape.get(c) == shape]
+        cands = sorted(c for c in idx.lsh.query(sig) if idx.shape.get(c) == shape)  # a set: sorted for one order
         if not cands:
             return None, False, []
         est = (idx.sigmat[[idx.sig_row[c] for c in cands]] == sig).mean(axis=1)

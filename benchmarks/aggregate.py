@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--steps", type=int, default=30, help="swarm steps before measuring BitDelta")
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke variant")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
     if args.quick:
         args.updates, args.steps = 200, 4
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         "unit": "updates/s", "target": None, "updates": args.updates, "dim": args.dim,
         "rates": rates, "bitdelta_target": 25.0, **bd,
     }
+    result["sizes"] = {"updates": args.updates, "dim": args.dim, "bitdelta_entries": bd["entries"]}
     if args.json:
         print(json.dumps(result))
     return result

@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--shards", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke variant")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
     if args.quick:
         args.agents, args.batch, args.fanout, args.steps = 200, 64, 4, 3
@@ -75,6 +75,7 @@ def main() -> None:
         "fanout": args.fanout, "steps": args.steps, "shards": args.shards, "cores": cores,
         "serial": serial, "ray": ray_, "torch_threads_serial": torch.get_num_threads(),
     }
+    r["sizes"] = {k: r[k] for k in ("agents", "colonies", "batch", "fanout", "steps", "shards", "cores")}
     print(f"{args.agents:,} agents in 2 colonies, batch {args.batch} x fanout {args.fanout}, "
           f"{args.steps} timed steps, {cores} cores")
     for name, x in (("serial (one process)", serial), (f"ray (2 colony + {args.shards} shard actors)", ray_)):

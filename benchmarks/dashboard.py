@@ -103,13 +103,16 @@ def measure(steps: int, repeats: int) -> dict:
         "unit": "s", "steps": steps, "metric_columns": len(SIM_COLUMNS) + len(EXTRA_COLUMNS),
         "columns_read": len(data.POPULATION_COLUMNS) + 1, "figures": len(figs), "points_per_trace": points,
         "repeats": repeats, "serialise_seconds": round(serialise, 4), "target_ratio": 3.0,
+        "sizes": {"steps": steps, "metric_columns": len(SIM_COLUMNS) + len(EXTRA_COLUMNS),
+                  "columns_read": len(data.POPULATION_COLUMNS) + 1, "figures": len(figs),
+                  "points_per_trace": points, "repeats": repeats},
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2k steps, 3 repeats (seconds)")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     steps, repeats = (2_000, 3) if args.quick else (20_000, 7)
     result = measure(steps, repeats)

@@ -96,6 +96,8 @@ def measure(agents: int, batch: int, fanout: int, steps: int, warmup: int, round
         "seconds_per_step": best_step / steps,
         "time_share": shares,
         "threads": torch.get_num_threads(),
+        "sizes": {"agents": agents, "batch": batch, "fanout": fanout, "steps": steps, "rounds": rounds,
+                  "params_per_agent": brain.param_count(spec.brain)},
     }
 
 
@@ -106,7 +108,7 @@ def main() -> None:
     ap.add_argument("--fanout", type=int, default=8)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke variant")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
     if args.quick:
         args.agents, args.batch, args.fanout, args.steps = 200, 100, 4, 3

@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None, help="model to ingest (default: MiniLM-L6)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke variant (16 MB synthetic model)")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cogitans-bench-"))
     try:

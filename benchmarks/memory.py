@@ -102,6 +102,7 @@ def measure(entries: int, dim: int, queries: int, clusters: int, spread: float, 
             "value": queries / base_s, "ratio": queries / base_s / brute_rate, "recall_at_10": recall_at(base, exact),
         },
         "index_build_seconds": build, "threads": torch.get_num_threads(),
+        "sizes": {"entries": entries, "dim": dim, "queries": queries, "clusters": clusters, "batch": batch},
     }
 
 
@@ -119,7 +120,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=250)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for both sides (0: torch's default)")
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke variant")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

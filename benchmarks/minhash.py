@@ -61,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", type=int, default=2000)
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke variant")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
     r = measure(200, rounds=1) if args.quick else measure(args.sets, ref_sets=min(args.sets, 500))
     s = r["sizes"]

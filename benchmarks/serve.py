@@ -156,7 +156,7 @@ def served(run_dir: Path, clients: int, seconds: float, questions: list[str]) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 clients for 2 seconds")
-    ap.add_argument("--json", action="store_true", help="last line: one JSON object")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
     clients, seconds = (2, 2.0) if args.quick else (8, 20.0)
     torch.set_num_threads(1)

@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="40 steps, one seed")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
     torch.set_num_threads(1)
     steps, seeds = (40, 1) if args.quick else (args.steps, args.seeds)
@@ -69,6 +69,7 @@ def main() -> None:
         "fresh": mean(r["fresh"] for r in rows), "most_frequent": mean(r["most_frequent"] for r in rows),
         "evolved_agents_only": mean(r["evolved_agents_only"] for r in rows),
         "encoder": args.encoder, "steps": steps, "seeds": seeds, "questions": int(rows[0]["questions"]),
+        "sizes": {"steps": steps, "seeds": seeds, "questions": int(rows[0]["questions"])},
     }
     print(f"mean: evolved {evolved:.3f} vs fresh {summary['fresh']:.3f} and most frequent "
           f"{summary['most_frequent']:.3f} (agents only {summary['evolved_agents_only']:.3f})")

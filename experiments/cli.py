@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -219,6 +220,19 @@ def serve(
     from experiments.serve import run_server
 
     run_server(run_dir, host=host, port=port, checkpoint_every=checkpoint_every)
+
+
+def _reflow_help(group: typer.Typer) -> None:
+    """Join the wrapped lines of each command docstring's paragraphs: this typer keeps single line
+    breaks after the first paragraph, so `--help` would show the source's wrapping."""
+    for command in group.registered_commands:
+        doc = inspect.cleandoc(command.help or command.callback.__doc__ or "")
+        command.help = "\n\n".join(" ".join(p.split("\n")) for p in doc.split("\n\n"))
+    for sub in group.registered_groups:
+        _reflow_help(sub.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:

@@ -139,3 +139,13 @@ def test_outputs_that_cannot_be_created_are_one_line_and_exit_code_2(tmp_path):
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and message in lines[0], (args, out.stderr)
     assert blocker.read_text() == "in the way"
+
+
+def test_help_paragraphs_are_reflowed_not_the_source_wrapping():
+    from typer.testing import CliRunner
+
+    from experiments.cli import app
+
+    out = CliRunner().invoke(app, ["genome", "merge", "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert out.exit_code == 0
+    assert "dare_linear, breadcrumbs, breadcrumbs_ties, model_stock" in out.output

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from experiments.runner import latest_checkpoint, load_checkpoint, save_checkpoint
+from experiments.runner import check_run_dir, latest_checkpoint, load_checkpoint, save_checkpoint
 from experiments.spec import ExperimentSpec, read_yaml, validate
 from experiments.store import RunStore
 from genome.errors import BadInput
@@ -46,11 +46,7 @@ def check_question(question: str) -> str:
 
 def load_swarm(run_dir: Path) -> tuple[SwarmModel, ExperimentSpec]:
     """The swarm of a `text_qa` run at its latest checkpoint, or `BadInput` saying what is missing."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise BadInput(f"run directory not found: {run_dir}")
-    if not (run_dir / "spec.yaml").is_file() or not (run_dir / "run.sqlite").is_file():
-        raise BadInput(f"{run_dir} is not a run directory (spec.yaml and run.sqlite expected)")
+    run_dir = check_run_dir(run_dir)
     spec = validate(read_yaml(run_dir / "spec.yaml"))
     if spec.environment.name != "text_qa":
         raise BadInput(f"{run_dir} is a '{spec.environment.name}' run without text; ask a text_qa run "

@@ -58,6 +58,18 @@ def new_run_dir(root: Path, name: str) -> Path:
     raise BadInput(f"cannot create a new run directory under {root}")
 
 
+def check_run_dir(run_dir: Path) -> Path:
+    """`run_dir` as a Path if it holds a run (spec.yaml and run.sqlite); `BadInput` saying what is wrong."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise BadInput(f"run directory not found: {run_dir}")
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir} is a file; give the run directory that holds it")
+    if not (run_dir / "spec.yaml").is_file() or not (run_dir / "run.sqlite").is_file():
+        raise BadInput(f"{run_dir} is not a run directory (spec.yaml and run.sqlite expected)")
+    return run_dir
+
+
 # ---- checkpoints ---------------------------------------------------------------------------
 def save_checkpoint(run_dir: Path, model: SwarmModel) -> Path:
     folder = Path(run_dir) / "checkpoints"
@@ -116,11 +128,7 @@ def run_spec(spec: ExperimentSpec, out: Path, progress: bool = True, sweep_id: s
 def resume_run(run_dir: Path, steps: int | None = None, progress: bool = True,
                address: str | None = None) -> dict[str, Any]:
     """Continue a run from its latest checkpoint up to `steps` (default: the spec's run.steps)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise BadInput(f"run directory not found: {run_dir}")
-    if not (run_dir / "spec.yaml").is_file() or not (run_dir / "run.sqlite").is_file():
-        raise BadInput(f"{run_dir} is not a run directory (spec.yaml and run.sqlite expected)")
+    run_dir = check_run_dir(run_dir)
     data = read_yaml(run_dir / "spec.yaml")
     if address is not None:  # the cluster may have moved since the run started
         data.setdefault("backend", {})["address"] = address

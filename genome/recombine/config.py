@@ -191,9 +191,12 @@ def check(cfg: MergeConfig) -> None:
         where = "models" if cfg.models is not None else f"slices[{i}].sources"
         n = len([s for s in sources if not (method.needs_base and s.model == cfg.base_model)])
         if n < method.min_models or (method.max_models is not None and n > method.max_models):
-            most = "" if method.max_models is None else f" and at most {method.max_models}"
-            raise BadInput(f"{where}: {method.name} needs at least {method.min_models}{most} models besides "
-                           f"the base, got {n}")
+            if method.max_models == method.min_models:
+                wanted = f"exactly {method.min_models} model{'s' * (method.min_models != 1)}"
+            else:
+                most = "" if method.max_models is None else f" and at most {method.max_models}"
+                wanted = f"at least {method.min_models}{most} models"
+            raise BadInput(f"{where}: {method.name} needs {wanted} besides the base, got {n}")
         for j, src in enumerate(sources):
             _check_params(method, src.parameters, method.model_params, f"{where}[{j}].parameters")
         if cfg.slices is not None:

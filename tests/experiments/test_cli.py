@@ -64,6 +64,7 @@ def bad(tmp_path, text):
         (lambda t: ["run", SMOKE, "--set", "mutation.sigma=-1"], "mutation.sigma = -1"),
         (lambda t: ["run", SMOKE, "--set", "replication.threshold=0"], "replication.threshold = 0"),
         (lambda t: ["run", "--resume", t / "nowhere"], "run directory not found"),
+        (lambda t: ["run", "--resume", bad(t, "not a run")], "is a file; give the run directory"),
         (lambda t: ["run"], "give a CONFIG file"),
     ],
 )

@@ -129,7 +129,7 @@ def test_every_bad_key_is_named(patch: dict, message: str) -> None:
 def test_slerp_takes_exactly_one_model_besides_its_base() -> None:
     data = yaml.safe_load(SLERP)
     data["slices"][0]["sources"].append({"model": "third", "layer_range": [0, 40]})
-    with pytest.raises(BadInput, match=r"slices\[0\].sources: slerp needs at least 1 and at most 1 models"):
+    with pytest.raises(BadInput, match=r"slices\[0\].sources: slerp needs exactly 1 model besides the base"):
         parse(data)
     data = yaml.safe_load(PASSTHROUGH)
     data["slices"][0]["sources"][0]["layer_range"] = [4, 2]

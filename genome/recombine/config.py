@@ -308,4 +308,11 @@ def out_dtype(cfg: MergeConfig, override: str | None) -> str | None:
 
 def dump(data: dict[str, Any]) -> str:
     """YAML text of a config dict (lists of numbers inline), as mergekit writes them."""
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    return yaml.dump(data, Dumper=_PlainDumper, sort_keys=False, default_flow_style=None)
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """A SafeDumper that writes a repeated list out again instead of an anchor (&id001) and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True

@@ -208,8 +208,9 @@ def make_plan(a: Path, b: Path, goal: str, base: Path | None = None, out_dir: Pa
         plan["config"], config = "lora.yaml", {"strategy": "lora", "base": b_s, "tuned": a_s, "energy": 0.99}
     else:
         plan["config"], config = "merge.yaml", _merge_config(strategy, a_s, b_s, base_s, an)
-    plan["command"] = (f"cogitans genome merge {plan['config']} OUT" if plan["config"] == "merge.yaml"
-                       else "python -c 'from genome.recombine import run_plan; run_plan(PLAN_DIR)'")
+    where = "PLAN_DIR" if out_dir is None else str(out_dir)
+    plan["command"] = (f"cogitans genome merge {where}/merge.yaml OUT.safetensors" if plan["config"] == "merge.yaml"
+                       else f"python -c 'from genome.recombine import run_plan; run_plan(\"{where}\")'")
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
